@@ -1,0 +1,39 @@
+# duda: the commands the README promises. Everything runs inside .venv in the repo root.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export NO_ALBUMENTATIONS_UPDATE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install demo test test-all lint format constraints clean
+
+install: $(VENV)/.installed  ## create .venv and install duda with its dev extras
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+demo: install  ## source-only MiT-B0 on the embedded synthetic benchmark (data generated on first use)
+	$(PY) -m duda.train +experiment=synth_source_only
+
+test: install  ## the fast suite (what CI runs)
+	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -m "not slow" -q
+
+test-all: install  ## everything, slow tests included
+	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check duda tests
+	$(VENV)/bin/ruff format --check duda tests
+
+format: install
+	$(VENV)/bin/ruff check --fix duda tests
+	$(VENV)/bin/ruff format duda tests
+
+constraints:  ## re-pin constraints.txt from the current environment
+	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+
+clean:
+	rm -rf outputs multirun .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Datasets, transforms, loaders and the embedded synthetic benchmark."""

@@ -1,0 +1,88 @@
+"""Assemble one training run from a composed config: data, method, logger, trainer."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from duda.data.build import build_domain, ensure_synthetic
+from duda.data.loaders import eval_loader, train_loader
+from duda.engine.evaluation import EvalSettings
+from duda.engine.trainer import Schedule, Trainer
+from duda.logging import build_run_logger
+from duda.uda.build import build_method
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"trainer.device={name} but CUDA is not available; use device=cpu")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_training(
+    cfg: DictConfig, run_dir: Path, wandb_env_mode: str | None = None, has_wandb_key: bool = False
+) -> dict[str, Any]:
+    """Train as configured and return the final results (also written to results.json)."""
+    t = cfg.trainer
+    seed_everything(cfg.seed)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    device = resolve_device(t.device)
+    amp_dtype = torch.bfloat16 if t.precision.value == "bf16" else None
+
+    ensure_synthetic(cfg.dataset)
+    source = build_domain(cfg.dataset.source, cfg.seed, with_val=False)
+    target = build_domain(cfg.dataset.target, cfg.seed + 1, with_val=True, train_labels=False)
+    method = build_method(cfg, device, amp_dtype)
+    workers = t.num_workers
+    source_loader = train_loader(source.train, t.batch_size, workers, cfg.seed)
+    target_loader = (
+        train_loader(target.train, t.batch_size, workers, cfg.seed + 1)
+        if method.needs_target
+        else None
+    )
+
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    logger, note = build_run_logger(cfg.logger, run_dir, config, wandb_env_mode, has_wandb_key)
+    print(note)
+    window = t.eval_crop_hw or cfg.dataset.target.crop_hw
+    eval_settings = EvalSettings(
+        mode=t.eval_mode.value,
+        window_hw=window,
+        stride_hw=t.eval_stride_hw,
+        max_images=t.eval_max_images,
+        autocast_dtype=amp_dtype,
+        progress=t.progress,
+    )
+    trainer = Trainer(
+        method=method,
+        source=source_loader,
+        target=target_loader,
+        val=eval_loader(target.val, t.eval_batch_size, min(workers, 2)),
+        schedule=Schedule(t.max_iters, t.log_interval, t.eval_interval, t.checkpoint_interval),
+        eval_settings=eval_settings,
+        logger=logger,
+        run_dir=run_dir,
+        device=device,
+        model_name=f"{cfg.model.backbone.name}+{cfg.model.head.name}",
+        config=config,
+        progress=t.progress,
+    )
+    try:
+        return trainer.fit()
+    finally:
+        logger.finish()

@@ -1,0 +1,1 @@
+"""Self-training UDA methods and their loss terms."""
