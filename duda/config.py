@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
 
 # Optional[...] rather than `X | None`: OmegaConf reads these annotations at runtime and needs
 # the typing forms on Python 3.10.
@@ -40,7 +40,7 @@ class BackboneConfig:
     """`duda/models/backbones.py`: MiT-B0…B5 or any timm `features_only` model by name."""
 
     name: str = "mit_b0"
-    pretrained: Optional[str] = None  # path to a local checkpoint; nothing is downloaded
+    pretrained: str | None = None  # path to a local checkpoint; nothing is downloaded
     drop_path_rate: float = 0.1
 
 
@@ -62,7 +62,7 @@ class ModelConfig:
 
 @dataclass
 class SynthConfig:
-    """How to (re)generate the embedded benchmark when its folder is absent (`duda/data/synth.py`)."""
+    """How to (re)generate the embedded benchmark when absent (`duda/data/synth.py`)."""
 
     seed: int = 0
     source_count: int = 500
@@ -80,7 +80,7 @@ class DomainConfig:
     root: str = MISSING
     train_split: str = "train"
     val_split: str = "val"
-    resize_hw: Optional[list[int]] = None  # resize before cropping; None keeps the file size
+    resize_hw: list[int] | None = None  # resize before cropping; None keeps the file size
     crop_hw: list[int] = field(default_factory=lambda: [512, 512])
     cat_max_ratio: float = 1.0  # re-crop while one class covers more than this share
 
@@ -91,7 +91,7 @@ class DatasetConfig:
     num_classes: int = 19
     source: DomainConfig = field(default_factory=DomainConfig)
     target: DomainConfig = field(default_factory=DomainConfig)
-    synth: Optional[SynthConfig] = None
+    synth: SynthConfig | None = None
 
 
 @dataclass
@@ -150,12 +150,12 @@ class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Precision = Precision.fp32
     eval_mode: EvalMode = EvalMode.whole
-    eval_crop_hw: Optional[list[int]] = None  # slide window; None = the target training crop
-    eval_stride_hw: Optional[list[int]] = None  # None = half the window, as the reference
+    eval_crop_hw: list[int] | None = None  # slide window; None = the target training crop
+    eval_stride_hw: list[int] | None = None  # None = half the window, as the reference
     eval_batch_size: int = 1
-    eval_max_images: Optional[int] = None
+    eval_max_images: int | None = None
     progress: bool = True
-    threads: Optional[int] = None  # torch CPU threads; None leaves torch's default
+    threads: int | None = None  # torch CPU threads; None leaves torch's default
 
 
 @dataclass
@@ -164,9 +164,9 @@ class LoggerConfig:
 
     name: str = "wandb"
     project: str = "duda"
-    entity: Optional[str] = None
+    entity: str | None = None
     mode: str = "auto"  # auto (online with an API key, else offline) | online | offline | disabled
-    group: Optional[str] = None
+    group: str | None = None
     tags: list[str] = field(default_factory=list)
 
 
@@ -195,3 +195,21 @@ class TrainConfig:
 def register_configs() -> None:
     """Make the schema available to `conf/train.yaml` as the `duda_schema` defaults entry."""
     ConfigStore.instance().store(name="duda_schema", node=TrainConfig)
+
+
+class ConfigError(ValueError):
+    """A composed config that does not fit the schema."""
+
+
+def validate(cfg: DictConfig) -> None:
+    """Re-check a composed config against the schema.
+
+    Composition already rejects unknown keys and wrong types, except keys added with Hydra's
+    `+key=value` form, which bypasses struct mode; merging into a fresh schema catches those too.
+    """
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    plain.pop("hydra", None)
+    try:
+        OmegaConf.merge(OmegaConf.structured(TrainConfig), plain)
+    except (ConfigKeyError, ValidationError) as err:
+        raise ConfigError(f"{str(err).splitlines()[0]} (key '{err.full_key}')") from err

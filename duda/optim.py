@@ -27,7 +27,9 @@ def build_optimizer(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
     if cfg.name != "adamw":
         raise ValueError(f"unknown optimizer '{cfg.name}'; expected 'adamw'")
     groups = model.param_groups(cfg.lr, cfg.weight_decay, cfg.head_lr_mult)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(
+        groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
+    )
 
 
 def build_scheduler(

@@ -12,7 +12,7 @@ import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from duda.config import register_configs  # noqa: E402
+from duda.config import ConfigError, register_configs, validate  # noqa: E402
 from duda.data.datasets import DatasetLayoutError  # noqa: E402
 
 register_configs()
@@ -22,9 +22,13 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
     from duda.engine.run import run_training  # torch and friends load after composition
-
     from duda.logging import has_wandb_api_key
 
+    try:
+        validate(cfg)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     print(f"Run directory: {run_dir}")
     try:

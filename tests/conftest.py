@@ -50,7 +50,9 @@ def tiny_layouts(tmp_path: Path) -> Path:
         for frame in range(2):
             stem = f"{city}_000000_{frame:06d}"
             image = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
-            write_png(tmp_path / f"cityscapes/leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png", image)
+            write_png(
+                tmp_path / f"cityscapes/leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png", image
+            )
             write_png(
                 tmp_path / f"cityscapes/gtFine/{split}/{city}/{stem}_gtFine_labelIds.png", label
             )

@@ -22,7 +22,9 @@ def _value(x: Any) -> Any:
     return getattr(x, "value", x)  # OmegaConf hands enum fields back as Enum members
 
 
-def build_domain(domain_cfg: Any, seed: int, with_val: bool, train_labels: bool = True) -> DomainData:
+def build_domain(
+    domain_cfg: Any, seed: int, with_val: bool, train_labels: bool = True
+) -> DomainData:
     kind, root = _value(domain_cfg.kind), Path(domain_cfg.root)
     transform = build_train_transform(
         crop_hw=domain_cfg.crop_hw,

@@ -122,7 +122,10 @@ def find_cityscapes(root: Path, split: str, with_labels: bool = True) -> list[Sa
         samples.append(Sample(image, label))
     if not samples:
         raise _layout_error(
-            f"Cityscapes images of split '{split}'", root, CITYSCAPES_LAYOUT, f"{images_dir} is empty."
+            f"Cityscapes images of split '{split}'",
+            root,
+            CITYSCAPES_LAYOUT,
+            f"{images_dir} is empty.",
         )
     return samples
 

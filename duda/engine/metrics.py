@@ -24,7 +24,9 @@ class ConfusionMatrix:
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         if pred.shape != target.shape:
-            raise ValueError(f"prediction {tuple(pred.shape)} and label {tuple(target.shape)} differ")
+            raise ValueError(
+                f"prediction {tuple(pred.shape)} and label {tuple(target.shape)} differ"
+            )
         valid = target != self.ignore_index
         t = target[valid].long().cpu()
         p = pred[valid].long().cpu()
@@ -63,7 +65,7 @@ def summarize(matrix: torch.Tensor, class_names: Sequence[str]) -> dict:
     return {
         "mIoU": 100 * mean_iou(iou),
         "aAcc": 100 * pixel_accuracy(matrix),
-        "iou": {name: 100 * float(v) for name, v in zip(class_names, iou)},
+        "iou": {name: 100 * float(v) for name, v in zip(class_names, iou, strict=True)},
     }
 
 

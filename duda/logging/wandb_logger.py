@@ -76,7 +76,9 @@ class WandbLogger:
             fn(*args, **kwargs)
         except Exception as err:  # a logging outage must never end a day-long training run
             self._failed = True
-            warnings.warn(f"W&B logging failed and is off for the rest of this run: {err}")
+            warnings.warn(
+                f"W&B logging failed and is off for the rest of this run: {err}", stacklevel=2
+            )
 
     def log(self, values: dict[str, Any], step: int) -> None:
         self._guard(self.run.log, values, step=step)

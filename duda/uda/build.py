@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from duda.optim import build_optimizer, build_scheduler
 from duda.models import build_segmentor
+from duda.optim import build_optimizer, build_scheduler
 from duda.uda.method import Method
 from duda.uda.source_only import SourceOnly
 

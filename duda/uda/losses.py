@@ -22,7 +22,9 @@ def pixel_ce(
     """
     if logits.shape[-2:] != labels.shape[-2:]:
         logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
-    loss = F.cross_entropy(logits.float(), labels.long(), ignore_index=ignore_index, reduction="none")
+    loss = F.cross_entropy(
+        logits.float(), labels.long(), ignore_index=ignore_index, reduction="none"
+    )
     if weight is not None:
         loss = loss * weight
     return loss.mean()

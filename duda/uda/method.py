@@ -20,8 +20,9 @@ class Method(Protocol):
 
     needs_target: bool
 
-    def train_step(self, source: Batch, target: Batch | None, it: int) -> dict[str, torch.Tensor]:
-        ...
+    def train_step(
+        self, source: Batch, target: Batch | None, it: int
+    ) -> dict[str, torch.Tensor]: ...
 
     def current_lr(self) -> float:
         """Learning rate of the deployed network's backbone group, for the logs."""
@@ -31,11 +32,9 @@ class Method(Protocol):
         """The network whose target mIoU is reported (the deployed one)."""
         ...
 
-    def state_dict(self) -> dict[str, Any]:
-        ...
+    def state_dict(self) -> dict[str, Any]: ...
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

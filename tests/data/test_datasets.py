@@ -31,11 +31,14 @@ def test_converted_train_id_file_is_preferred(tiny_layouts: Path):
     assert (read_train_ids(tiny_layouts / "gta/labels/00002.png") == 5).all()
 
 
-@pytest.mark.parametrize("kind,root,split,count", [
-    ("gta", "gta", "train", 3),
-    ("cityscapes", "cityscapes", "train", 2),
-    ("cityscapes", "cityscapes", "val", 2),
-])
+@pytest.mark.parametrize(
+    "kind,root,split,count",
+    [
+        ("gta", "gta", "train", 3),
+        ("cityscapes", "cityscapes", "train", 2),
+        ("cityscapes", "cityscapes", "val", 2),
+    ],
+)
 def test_eval_items_keep_label_resolution(tiny_layouts, kind, root, split, count):
     ds = build_dataset(kind, tiny_layouts / root, split, build_eval_transform(resize_hw=(24, 32)))
     assert len(ds) == count

@@ -40,7 +40,11 @@ def test_matches_torchmetrics_over_many_batches():
     for _ in range(5):
         target = torch.randint(0, 19, (2, 32, 48), generator=g)
         target[:, :4] = 255
-        pred = torch.where(torch.rand(target.shape, generator=g) < 0.6, target, torch.randint(0, 19, target.shape, generator=g))
+        pred = torch.where(
+            torch.rand(target.shape, generator=g) < 0.6,
+            target,
+            torch.randint(0, 19, target.shape, generator=g),
+        )
         pred[target == 255] = torch.randint(0, 19, (int((target == 255).sum()),), generator=g)
         ours.update(pred, target)
         ref.update(pred, target)

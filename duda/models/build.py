@@ -1,0 +1,40 @@
+"""Assemble a :class:`Segmentor` from the Hydra ``model`` config group."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from duda.models.backbones import build_backbone
+from duda.models.heads import build_head
+from duda.models.segmentor import Segmentor
+
+__all__ = ["build_segmentor"]
+
+
+def _plain(cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
+    # Model constructors must not see DictConfig: lists would stay ListConfig and
+    # interpolations would resolve lazily, long after config validation.
+    if isinstance(cfg, DictConfig):
+        return dict(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    return dict(cfg)
+
+
+def build_segmentor(
+    backbone: Mapping[str, Any] | DictConfig,
+    head: Mapping[str, Any] | DictConfig,
+    num_classes: int,
+) -> Segmentor:
+    """Build backbone then head, sizing the head from the backbone's ``channels``."""
+    bb = _plain(backbone)
+    hd = _plain(head)
+    net = build_backbone(
+        bb.pop("name"),
+        pretrained=bb.pop("pretrained", None),
+        drop_path_rate=bb.pop("drop_path_rate", 0.1),
+        **bb,
+    )
+    dec = build_head(hd.pop("name"), net.channels, num_classes, **hd)
+    return Segmentor(net, dec)
