@@ -16,9 +16,6 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-# Optional[...] rather than `X | None`: OmegaConf reads these annotations at runtime and needs
-# the typing forms on Python 3.10.
-
 
 class Precision(str, Enum):
     fp32 = "fp32"
@@ -51,7 +48,7 @@ class HeadConfig:
     name: str = "segformer"
     embed_dim: int = 256
     dropout: float = 0.1
-    dilations: list[int] = field(default_factory=lambda: [1, 6, 12, 18])
+    dilations: list[int] | None = None  # ASPP rates of the daformer head
 
 
 @dataclass

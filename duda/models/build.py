@@ -29,7 +29,8 @@ def build_segmentor(
 ) -> Segmentor:
     """Build backbone then head, sizing the head from the backbone's ``channels``."""
     bb = _plain(backbone)
-    hd = _plain(head)
+    # Unset options (e.g. `dilations` for a head without ASPP) fall back to the head's defaults.
+    hd = {k: v for k, v in _plain(head).items() if v is not None}
     net = build_backbone(
         bb.pop("name"),
         pretrained=bb.pop("pretrained", None),

@@ -1,0 +1,72 @@
+"""The real entry point, in a subprocess, on a tiny generated benchmark."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+TINY = [
+    "dataset.synth.source_count=6",
+    "dataset.synth.target_count=6",
+    "dataset.synth.val_count=3",
+    "dataset.synth.size=[128,64]",
+    "dataset.source.crop_hw=[64,64]",
+    "dataset.target.crop_hw=[64,64]",
+    "trainer.max_iters=4",
+    "trainer.batch_size=2",
+    "trainer.num_workers=0",
+    "trainer.log_interval=1",
+    "trainer.eval_interval=2",
+    "trainer.checkpoint_interval=4",
+    "trainer.eval_batch_size=1",
+    "trainer.progress=false",
+]
+
+
+def _train(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_API_KEY": "", "HOME": str(tmp_path)}
+    cmd = [sys.executable, "-m", "duda.train", "+experiment=synth_source_only", *overrides]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_source_only_run_writes_results_metrics_checkpoint_and_wandb(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = _train(
+        tmp_path, f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={run_dir}", *TINY
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the synthetic benchmark was generated on first use, in the real layouts
+    assert (tmp_path / "data/synth_day/gta/images/00001.png").exists()
+    assert list((tmp_path / "data/synth_day/cityscapes/leftImg8bit/val").glob("*/*.png"))
+
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["iteration"] == 4 and results["model"] == "mit_b0+segformer"
+    assert len(results["iou"]) == 19 and 0 <= results["mIoU"] <= 100
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in lines] == [2, 4]
+    assert "mIoU" in proc.stdout and "bicycle" in proc.stdout  # the per-class table
+
+    final = torch.load(run_dir / "model_final.pt", weights_only=True)
+    assert final["iteration"] == 4 and "head.classifier.weight" in str(final["model"].keys())
+    assert (run_dir / "checkpoints/iter_4.pt").exists()
+    offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1, "W&B must log offline without an API key"
+    assert "no API key" in proc.stdout
+
+
+def test_missing_dataset_fails_fast_with_layout(tmp_path):
+    proc = _train(tmp_path, "dataset=gta_cs", f"paths.data_dir={tmp_path}", "logger=none")
+    assert proc.returncode == 2
+    assert "GTA5 not found" in proc.stderr and "images/00001.png" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_key_fails_before_work(tmp_path):
+    proc = _train(tmp_path, "trainer.max_iter=3")
+    assert proc.returncode != 0
+    assert "max_iter" in proc.stderr
