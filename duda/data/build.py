@@ -43,19 +43,19 @@ def build_domain(
 def ensure_synthetic(dataset_cfg: Any) -> None:
     """Generate the embedded benchmark on first use, so a fresh clone can train at once.
 
-    The generator writes `<out>/gta` and `<out>/cityscapes`; `<out>` is the common parent of the
-    two configured roots. An existing benchmark made with the same arguments is left untouched.
+    The generator writes `<out>/gta` and `<out>/cityscapes`; `<out>` is the parent of the target
+    root (the source root may point into either, e.g. the target itself for an oracle). An existing benchmark made with the same arguments is left untouched.
     """
     synth = dataset_cfg.synth
     if synth is None:
         return
-    source_root, target_root = Path(dataset_cfg.source.root), Path(dataset_cfg.target.root)
-    out = source_root.parent
-    if target_root.parent != out or source_root.name != "gta" or target_root.name != "cityscapes":
+    target_root = Path(dataset_cfg.target.root)
+    if target_root.name != "cityscapes":
         raise ValueError(
-            "a synthetic dataset needs source.root=<dir>/gta and target.root=<dir>/cityscapes, got "
-            f"{source_root} and {target_root}"
+            f"a synthetic dataset needs target.root=<dir>/cityscapes (the generator's layout), "
+            f"got {target_root}"
         )
+    out = target_root.parent
     from duda.data.synth import generate  # heavy drawing code, only needed here
 
     generate(

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from duda.data.build import build_domain, ensure_synthetic
 from duda.data.loaders import eval_loader, train_loader
 from duda.engine.evaluation import EvalSettings
+from duda.engine.metrics import format_table
 from duda.engine.trainer import Schedule, Trainer
 from duda.logging import build_run_logger
 from duda.uda.build import build_method
@@ -83,6 +84,9 @@ def run_training(
         progress=t.progress,
     )
     try:
-        return trainer.fit()
+        results = trainer.fit()
     finally:
         logger.finish()
+    # Last, after W&B's own closing lines, so the run ends with the table.
+    print(format_table(results, title=f"Target val, iteration {results['iteration']}:"))
+    return results

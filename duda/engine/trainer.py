@@ -16,7 +16,6 @@ from duda.data.classes import CLASS_NAMES
 from duda.data.loaders import EndlessLoader
 from duda.engine.checkpoint import save_checkpoint
 from duda.engine.evaluation import EvalSettings, evaluate
-from duda.engine.metrics import format_table
 from duda.logging import RunLogger
 from duda.uda.method import Method
 
@@ -130,5 +129,4 @@ class Trainer:
             "eval_images": last["images"],
         }
         self.logger.log_results(results)
-        print(format_table(last, title=f"Target val, iteration {last['iteration']}:"))
         return results

@@ -11,7 +11,9 @@ from duda.optim import build_optimizer, build_scheduler
 from duda.uda.method import Method
 from duda.uda.source_only import SourceOnly
 
-METHODS = ("source_only",)
+# `oracle` is the same supervised step; its experiments point `dataset.source` at the labelled
+# target training split, which gives the upper bound UDA methods are measured against.
+METHODS = ("source_only", "oracle")
 
 
 def build_method(cfg: Any, device: torch.device, amp_dtype: torch.dtype | None) -> Method:
