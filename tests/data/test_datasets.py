@@ -104,3 +104,13 @@ def test_label_of_wrong_size_is_rejected(tiny_layouts):
     ds = build_dataset("gta", tiny_layouts / "gta", "train", build_eval_transform())
     with pytest.raises(ValueError, match="00001.png is 10x10 but image"):
         ds[0]
+
+
+def test_preview_tiles_images_and_colored_labels(tiny_layouts):
+    from duda.data.preview import preview
+
+    grid = preview(tiny_layouts, count=2)
+    assert grid.shape == (2 * 48, 4 * 64, 3)
+    # label tile, first band: road (train ID 0) in the Cityscapes palette
+    assert tuple(grid[0, 64]) == (128, 64, 128)
+    assert tuple(grid[0, 64 + 32]) == (0, 0, 0)  # ignored band stays black
