@@ -48,9 +48,18 @@ _DOMAIN_CODE = {"source": 0, "train": 1, "val": 2}
 _MAX_SIDE = 8192
 
 # Colours of the Cityscapes IDs that are not among the 19 train classes (cityscapesscripts).
-_EXTRA_COLORS = {5: (111, 74, 0), 6: (81, 0, 81), 9: (250, 170, 160), 10: (230, 150, 140),
-                 14: (180, 165, 180), 15: (150, 100, 100), 16: (150, 120, 90),
-                 18: (153, 153, 153), 29: (0, 0, 90), 30: (0, 0, 110)}
+_EXTRA_COLORS = {
+    5: (111, 74, 0),
+    6: (81, 0, 81),
+    9: (250, 170, 160),
+    10: (230, 150, 140),
+    14: (180, 165, 180),
+    15: (150, 100, 100),
+    16: (150, 120, 90),
+    18: (153, 153, 153),
+    29: (0, 0, 90),
+    30: (0, 0, 110),
+}
 
 
 class BenchmarkExistsError(FileExistsError):
@@ -89,8 +98,9 @@ def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _validate(seed: int, counts: dict[str, int], size: tuple[int, int], target_style: str,
-              workers: int) -> None:
+def _validate(
+    seed: int, counts: dict[str, int], size: tuple[int, int], target_style: str, workers: int
+) -> None:
     if not _is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     for name, count in counts.items():
@@ -119,25 +129,41 @@ def _city_jobs(split: str, cities: tuple[str, ...], count: int) -> list[Job]:
         first = -(-city_idx * count // len(cities))  # first index that falls in this city
         city, seq = cities[city_idx], i - first
         stem = f"{city}_{seq:06d}_{CITYSCAPES_FRAME:06d}"
-        jobs.append(Job(split, i, Path("cityscapes", "leftImg8bit", split, city,
-                                       f"{stem}_leftImg8bit.png"),
-                        Path("cityscapes", "gtFine", split, city, f"{stem}_gtFine_labelIds.png")))
+        jobs.append(
+            Job(
+                split,
+                i,
+                Path("cityscapes", "leftImg8bit", split, city, f"{stem}_leftImg8bit.png"),
+                Path("cityscapes", "gtFine", split, city, f"{stem}_gtFine_labelIds.png"),
+            )
+        )
     return jobs
 
 
 def plan(source_count: int, target_count: int, val_count: int) -> list[Job]:
     """Every file pair to write, relative to the output folder, in a fixed order."""
-    jobs = [Job("source", i, Path("gta", "images", f"{i + 1:05d}.png"),
-                Path("gta", "labels", f"{i + 1:05d}.png")) for i in range(source_count)]
-    return jobs + _city_jobs("train", TRAIN_CITIES, target_count) + _city_jobs(
-        "val", VAL_CITIES, val_count)
+    jobs = [
+        Job(
+            "source",
+            i,
+            Path("gta", "images", f"{i + 1:05d}.png"),
+            Path("gta", "labels", f"{i + 1:05d}.png"),
+        )
+        for i in range(source_count)
+    ]
+    return (
+        jobs
+        + _city_jobs("train", TRAIN_CITIES, target_count)
+        + _city_jobs("val", VAL_CITIES, val_count)
+    )
 
 
 # --------------------------------------------------------------------------- rendering
 
 
-def render_sample(seed: int, domain: str, index: int, size: tuple[int, int],
-                  target_style: str = "day") -> tuple[np.ndarray, np.ndarray]:
+def render_sample(
+    seed: int, domain: str, index: int, size: tuple[int, int], target_style: str = "day"
+) -> tuple[np.ndarray, np.ndarray]:
     """(RGB image, Cityscapes label IDs) of one benchmark image.
 
     The generator is seeded from (seed, domain, index) alone, so any worker can draw any image
@@ -184,8 +210,13 @@ def _read_meta(out: Path) -> dict | None:
 
 
 def _write_meta(out: Path, args: dict, complete: bool) -> None:
-    meta = {"format_version": FORMAT_VERSION, "generator": "duda.data.synth", "args": args,
-            "label_encoding": "cityscapes labelIds", "complete": complete}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "generator": "duda.data.synth",
+        "args": args,
+        "label_encoding": "cityscapes labelIds",
+        "complete": complete,
+    }
     (out / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -197,18 +228,25 @@ def _prepare(out: Path, args: dict, jobs: list[Job], overwrite: bool) -> bool:
         if any(p.exists() for p in ours[:2]):
             raise BenchmarkExistsError(
                 f"{out} already holds gta/ or cityscapes/ data not written by this generator "
-                f"(no {META_NAME}); refusing to touch it, choose another --out")
+                f"(no {META_NAME}); refusing to touch it, choose another --out"
+            )
         return True
     same = meta.get("format_version") == FORMAT_VERSION and meta.get("args") == args
-    if same and meta.get("complete") and all((out / j.image).exists() and (out / j.label).exists()
-                                             for j in jobs):
-        print(f"synth: {out} already holds this benchmark (identical arguments), skipping",
-              file=sys.stderr)
+    if (
+        same
+        and meta.get("complete")
+        and all((out / j.image).exists() and (out / j.label).exists() for j in jobs)
+    ):
+        print(
+            f"synth: {out} already holds this benchmark (identical arguments), skipping",
+            file=sys.stderr,
+        )
         return False
     if not same and not overwrite:
         raise BenchmarkExistsError(
             f"{out} holds a different synthetic benchmark ({meta.get('args')}); "
-            f"pass --overwrite to replace it or choose another --out")
+            f"pass --overwrite to replace it or choose another --out"
+        )
     for path in ours:
         if path.is_dir():
             shutil.rmtree(path)
@@ -236,9 +274,17 @@ def _run(tasks: list[tuple], workers: int) -> None:
                 bar.update()
 
 
-def generate(out: Path, seed: int = 0, source_count: int = 500, target_count: int = 500,
-             val_count: int = 100, size: tuple[int, int] = (256, 128), target_style: str = "day",
-             workers: int = 1, overwrite: bool = False) -> None:
+def generate(
+    out: Path,
+    seed: int = 0,
+    source_count: int = 500,
+    target_count: int = 500,
+    val_count: int = 100,
+    size: tuple[int, int] = (256, 128),
+    target_style: str = "day",
+    workers: int = 1,
+    overwrite: bool = False,
+) -> None:
     """Write the benchmark to `out` (size is (W, H)); a no-op if it is already there.
 
     The metadata is written first with `complete: false` and finalised last, so an interrupted
@@ -262,8 +308,11 @@ def generate(out: Path, seed: int = 0, source_count: int = 500, target_count: in
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m duda.data.synth", description=__doc__.split(
-        "\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m duda.data.synth",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0, help="same seed, byte-identical files")
     p.add_argument("--source-count", type=int, default=500, help="GTA-style source images")
@@ -272,8 +321,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=(256, 128), help="WxH, e.g. 256x128")
     p.add_argument("--target-style", choices=STYLES, default="day")
     p.add_argument("--workers", type=int, default=1, help="processes; output is identical")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace a benchmark generated with different arguments")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a benchmark generated with different arguments",
+    )
     return p
 
 
@@ -281,8 +333,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     a = parser.parse_args(argv)
     try:
-        generate(a.out, a.seed, a.source_count, a.target_count, a.val_count, a.size,
-                 a.target_style, a.workers, a.overwrite)
+        generate(
+            a.out,
+            a.seed,
+            a.source_count,
+            a.target_count,
+            a.val_count,
+            a.size,
+            a.target_style,
+            a.workers,
+            a.overwrite,
+        )
     except ValueError as err:
         parser.error(str(err))
     except BenchmarkExistsError as err:

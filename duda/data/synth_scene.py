@@ -126,8 +126,9 @@ class Camera:
     def project(self, x: object, y: object, z: object) -> np.ndarray:
         x, y, z = np.broadcast_arrays(*(np.asarray(a, np.float64) for a in (x, y, z)))
         z = np.maximum(z, Z_CLIP)
-        return np.stack([self.cx + self.focal * x / z,
-                         self.horizon + self.focal * (self.eye - y) / z], -1).reshape(-1, 2)
+        return np.stack(
+            [self.cx + self.focal * x / z, self.horizon + self.focal * (self.eye - y) / z], -1
+        ).reshape(-1, 2)
 
     def scale(self, z: float) -> float:
         """Pixels per metre at depth z: what makes distant objects small."""
@@ -167,9 +168,16 @@ class Obj:
     lights: list[Light] = field(default_factory=list)
     shadows: list[np.ndarray] = field(default_factory=list)
 
-    def add(self, label: int, material: int, shapes: list, depth: float,
-            color: tuple[float, float, float] | None = None, shade: float = 1.0,
-            variant: float = 0.0) -> None:
+    def add(
+        self,
+        label: int,
+        material: int,
+        shapes: list,
+        depth: float,
+        color: tuple[float, float, float] | None = None,
+        shade: float = 1.0,
+        variant: float = 0.0,
+    ) -> None:
         self.parts.append(Part(int(label), int(material), shapes, depth, color, shade, variant))
 
 
@@ -177,8 +185,9 @@ def poly(*quads: np.ndarray) -> tuple:
     return ("poly", [fx(q) for q in quads])
 
 
-def box_faces(cam: Camera, x0: float, x1: float, y0: float, y1: float, z0: float,
-              z1: float) -> list[tuple[str, np.ndarray]]:
+def box_faces(
+    cam: Camera, x0: float, x1: float, y0: float, y1: float, z0: float, z1: float
+) -> list[tuple[str, np.ndarray]]:
     """Visible faces of an axis-aligned box; convex, so they never overlap each other."""
     if z1 <= Z_CLIP:
         return []
@@ -208,9 +217,16 @@ def limb(p0: np.ndarray, p1: np.ndarray, w0: float, w1: float | None = None) -> 
     return np.stack([p0 + n * w0 / 2, p1 + n * w1 / 2, p1 - n * w1 / 2, p0 - n * w0 / 2])
 
 
-def facade_windows(cam: Camera, face: str, plane: float, xs: tuple[float, float],
-                   zs: tuple[float, float], height: float, floor: float,
-                   col: float) -> list[np.ndarray]:
+def facade_windows(
+    cam: Camera,
+    face: str,
+    plane: float,
+    xs: tuple[float, float],
+    zs: tuple[float, float],
+    height: float,
+    floor: float,
+    col: float,
+) -> list[np.ndarray]:
     """Window grid of one building face; windows below ~1 px are left to texture."""
     lo, hi = xs if face == "front" else zs
     along = np.arange(lo + col * 0.5, hi - col * 0.4, col)
@@ -233,9 +249,19 @@ def facade_windows(cam: Camera, face: str, plane: float, xs: tuple[float, float]
 
 # --------------------------------------------------------------------------- instance colours
 
-CAR_PAINTS = ((235, 235, 235), (28, 28, 30), (150, 152, 156), (90, 92, 96), (165, 25, 30),
-              (30, 55, 135), (22, 35, 70), (45, 95, 55), (205, 170, 45), (120, 75, 45),
-              (200, 198, 185))
+CAR_PAINTS = (
+    (235, 235, 235),
+    (28, 28, 30),
+    (150, 152, 156),
+    (90, 92, 96),
+    (165, 25, 30),
+    (30, 55, 135),
+    (22, 35, 70),
+    (45, 95, 55),
+    (205, 170, 45),
+    (120, 75, 45),
+    (200, 198, 185),
+)
 BUS_PAINTS = ((200, 35, 35), (230, 200, 45), (240, 240, 238), (40, 90, 170), (40, 140, 65))
 TRAIN_PAINTS = ((240, 240, 240), (225, 205, 45), (205, 45, 45), (60, 120, 205))
 BIKE_PAINTS = ((22, 22, 22), (200, 35, 35), (35, 65, 165), (225, 225, 225), (45, 125, 65))
@@ -300,37 +326,94 @@ class LayoutStats:
 
 
 SOURCE_LAYOUT = LayoutStats(
-    horizon=(0.34, 0.44), eye=(1.7, 2.3), focal=(0.8, 0.95), yaw=0.12, lanes=(2, 4),
-    lane_width=(3.3, 4.0), sidewalk=(2.0, 4.5), kinds=(0.45, 0.3, 0.1, 0.15),
-    building_height=(6.0, 22.0), block_len=(10.0, 35.0), cross_streets=0.8, moving_cars=4.0,
-    parked_cars=2.0, persons=2.5, cyclists=0.6, parked_bikes=0.5, motorbikes=0.8, trucks=0.5,
-    buses=0.25, train=0.15, verge=0.2, tree_rows=0.35, lamps=0.6, signs=1.4, hood=0.0,
+    horizon=(0.34, 0.44),
+    eye=(1.7, 2.3),
+    focal=(0.8, 0.95),
+    yaw=0.12,
+    lanes=(2, 4),
+    lane_width=(3.3, 4.0),
+    sidewalk=(2.0, 4.5),
+    kinds=(0.45, 0.3, 0.1, 0.15),
+    building_height=(6.0, 22.0),
+    block_len=(10.0, 35.0),
+    cross_streets=0.8,
+    moving_cars=4.0,
+    parked_cars=2.0,
+    persons=2.5,
+    cyclists=0.6,
+    parked_bikes=0.5,
+    motorbikes=0.8,
+    trucks=0.5,
+    buses=0.25,
+    train=0.15,
+    verge=0.2,
+    tree_rows=0.35,
+    lamps=0.6,
+    signs=1.4,
+    hood=0.0,
 )
 
 TARGET_LAYOUT = LayoutStats(
-    horizon=(0.42, 0.5), eye=(1.2, 1.45), focal=(0.95, 1.15), yaw=0.06, lanes=(2, 3),
-    lane_width=(3.0, 3.5), sidewalk=(2.5, 5.0), kinds=(0.62, 0.12, 0.14, 0.12),
-    building_height=(10.0, 32.0), block_len=(8.0, 25.0), cross_streets=1.0, moving_cars=2.5,
-    parked_cars=6.0, persons=5.0, cyclists=1.2, parked_bikes=1.5, motorbikes=0.6, trucks=0.35,
-    buses=0.3, train=0.18, verge=0.35, tree_rows=0.55, lamps=0.7, signs=2.0, hood=0.7,
+    horizon=(0.42, 0.5),
+    eye=(1.2, 1.45),
+    focal=(0.95, 1.15),
+    yaw=0.06,
+    lanes=(2, 3),
+    lane_width=(3.0, 3.5),
+    sidewalk=(2.5, 5.0),
+    kinds=(0.62, 0.12, 0.14, 0.12),
+    building_height=(10.0, 32.0),
+    block_len=(8.0, 25.0),
+    cross_streets=1.0,
+    moving_cars=2.5,
+    parked_cars=6.0,
+    persons=5.0,
+    cyclists=1.2,
+    parked_bikes=1.5,
+    motorbikes=0.6,
+    trucks=0.35,
+    buses=0.3,
+    train=0.18,
+    verge=0.35,
+    tree_rows=0.55,
+    lamps=0.7,
+    signs=2.0,
+    hood=0.7,
 )
 
 
 # --------------------------------------------------------------------------- stuff objects
 
 
-def building(cam: Camera, rng: np.random.Generator, line: float, side: int, z0: float,
-             z1: float, height: float, layer: int = 1) -> Obj:
+def building(
+    cam: Camera,
+    rng: np.random.Generator,
+    line: float,
+    side: int,
+    z0: float,
+    z1: float,
+    height: float,
+    layer: int = 1,
+) -> Obj:
     """A block with a window grid on every visible face; windows are building pixels."""
     depth = float(rng.uniform(12, 30))
     x0, x1 = sorted((line, line + side * depth))
     obj = Obj(layer, float(np.hypot(min(abs(x0), abs(x1)), max(z0, 0.0))))
-    variant, floor, col = float(rng.random()), float(rng.uniform(2.9, 3.6)), float(
-        rng.uniform(2.2, 4.0))
+    variant, floor, col = (
+        float(rng.random()),
+        float(rng.uniform(2.9, 3.6)),
+        float(rng.uniform(2.2, 4.0)),
+    )
     for name, quad in box_faces(cam, x0, x1, 0.0, height, z0, z1):
         zmid = max((z0 + z1) / 2 if name == "side" else z0, Z_CLIP)
-        obj.add(Lab.BUILDING, Mat.BUILDING, [poly(quad)], zmid,
-                shade=0.8 if name == "side" else 1.0, variant=variant)
+        obj.add(
+            Lab.BUILDING,
+            Mat.BUILDING,
+            [poly(quad)],
+            zmid,
+            shade=0.8 if name == "side" else 1.0,
+            variant=variant,
+        )
         plane = line if name == "side" else z0
         wins = facade_windows(cam, name, plane, (x0, x1), (z0, z1), height, floor, col)
         if wins:
@@ -338,34 +421,46 @@ def building(cam: Camera, rng: np.random.Generator, line: float, side: int, z0: 
     return obj
 
 
-def wall(cam: Camera, rng: np.random.Generator, edge: float, side: int, z0: float,
-         z1: float) -> Obj:
+def wall(
+    cam: Camera, rng: np.random.Generator, edge: float, side: int, z0: float, z1: float
+) -> Obj:
     x0, x1 = sorted((edge, edge + side * 0.3))
     height = float(rng.uniform(0.8, 2.6))
     obj = Obj(1, float(np.hypot(min(abs(x0), abs(x1)), max(z0, 0.0))))
     variant = float(rng.random())
     for name, quad in box_faces(cam, x0, x1, 0.0, height, z0, z1):
         shade = {"side": 0.85, "top": 1.1}.get(name, 1.0)
-        obj.add(Lab.WALL, Mat.WALL, [poly(quad)], max((z0 + z1) / 2, Z_CLIP), shade=shade,
-                variant=variant)
+        obj.add(
+            Lab.WALL,
+            Mat.WALL,
+            [poly(quad)],
+            max((z0 + z1) / 2, Z_CLIP),
+            shade=shade,
+            variant=variant,
+        )
     return obj
 
 
-def fence(cam: Camera, rng: np.random.Generator, edge: float, side: int, z0: float,
-          z1: float) -> Obj:
+def fence(
+    cam: Camera, rng: np.random.Generator, edge: float, side: int, z0: float, z1: float
+) -> Obj:
     """Thin slats with gaps: the background stays visible, as in real fences."""
     height = float(rng.uniform(0.9, 2.0))
     gap = float(rng.uniform(0.12, 0.35))
     slat = gap * float(rng.uniform(0.25, 0.6))
     za = max(z0, Z_CLIP)
     zs = np.arange(za, z1, gap)[:, None]
-    slats = cam.project(edge, [0, height, height, 0],
-                        zs + np.array([0, 0, slat, slat])).reshape(-1, 4, 2)
-    rails = [cam.project(edge, [y - 0.04, y + 0.04, y + 0.04, y - 0.04], [za, za, z1, z1])
-             for y in (height * 0.15, height * 0.92)]
+    slats = cam.project(edge, [0, height, height, 0], zs + np.array([0, 0, slat, slat])).reshape(
+        -1, 4, 2
+    )
+    rails = [
+        cam.project(edge, [y - 0.04, y + 0.04, y + 0.04, y - 0.04], [za, za, z1, z1])
+        for y in (height * 0.15, height * 0.92)
+    ]
     obj = Obj(1, float(np.hypot(edge, max(z0, 0.0))))
-    obj.add(Lab.FENCE, Mat.FENCE, [poly(*slats, *rails)], (za + z1) / 2,
-            variant=float(rng.random()))
+    obj.add(
+        Lab.FENCE, Mat.FENCE, [poly(*slats, *rails)], (za + z1) / 2, variant=float(rng.random())
+    )
     return obj
 
 
@@ -374,8 +469,12 @@ def tree(cam: Camera, rng: np.random.Generator, x: float, z: float, layer: int) 
     s = cam.scale(z)
     trunk_h, radius = float(rng.uniform(1.5, 3.5)), float(rng.uniform(1.2, 3.2))
     obj = Obj(layer, float(np.hypot(x, z)))
-    obj.add(Lab.VEGETATION, Mat.TRUNK, [poly(vquad(cam, x, z, 0, trunk_h + radius * 0.5,
-                                                   float(rng.uniform(0.12, 0.22))))], z)
+    obj.add(
+        Lab.VEGETATION,
+        Mat.TRUNK,
+        [poly(vquad(cam, x, z, 0, trunk_h + radius * 0.5, float(rng.uniform(0.12, 0.22))))],
+        z,
+    )
     discs = []
     for _ in range(int(rng.integers(3, 7))):
         cx = x + float(rng.uniform(-0.6, 0.6)) * radius
@@ -390,9 +489,13 @@ def bush(cam: Camera, rng: np.random.Generator, x: float, z: float, layer: int) 
     s = cam.scale(z)
     obj = Obj(layer, float(np.hypot(x, z)))
     w, h = float(rng.uniform(0.8, 2.5)), float(rng.uniform(0.5, 1.3))
-    obj.add(Lab.VEGETATION, Mat.VEGETATION,
-            [ellipse(cam.project(x, h * 0.5, z), w * s, h * 0.55 * s)], z,
-            variant=float(rng.random()))
+    obj.add(
+        Lab.VEGETATION,
+        Mat.VEGETATION,
+        [ellipse(cam.project(x, h * 0.5, z), w * s, h * 0.55 * s)],
+        z,
+        variant=float(rng.random()),
+    )
     return obj
 
 
@@ -406,8 +509,12 @@ def street_lamp(cam: Camera, rng: np.random.Generator, x: float, z: float, side:
     top, tip = cam.project([x, x - side * reach], [height, height + 0.3], z)
     obj = Obj(2, float(np.hypot(x, z)))
     head = vquad(cam, x - side * reach, z, height + 0.05, height + 0.25, 0.3)
-    obj.add(Lab.POLE, Mat.POLE, [poly(vquad(cam, x, z, 0, height, 0.09),
-                                      limb(top, tip, 0.12 * s), head)], z)
+    obj.add(
+        Lab.POLE,
+        Mat.POLE,
+        [poly(vquad(cam, x, z, 0, height, 0.09), limb(top, tip, 0.12 * s), head)],
+        z,
+    )
     obj.lights.append(Light(float(tip[0]), float(tip[1]) + 0.3 * s, 4.0 * s, (255, 205, 140)))
     return obj
 
@@ -430,8 +537,9 @@ def _plate(cam: Camera, rng: np.random.Generator, x: float, y: float, z: float):
     return lambda k: poly(c + rect * r * k)
 
 
-def sign(cam: Camera, rng: np.random.Generator, x: float, z: float,
-         pole_height: float | None = None) -> Obj:
+def sign(
+    cam: Camera, rng: np.random.Generator, x: float, z: float, pole_height: float | None = None
+) -> Obj:
     height = pole_height or float(rng.uniform(2.0, 3.0))
     obj = Obj(2, float(np.hypot(x, z)))
     obj.add(Lab.POLE, Mat.POLE, [poly(vquad(cam, x, z, 0, height, 0.04))], z)
@@ -439,8 +547,9 @@ def sign(cam: Camera, rng: np.random.Generator, x: float, z: float,
     return obj
 
 
-def _add_plate(obj: Obj, cam: Camera, rng: np.random.Generator, x: float, y: float,
-               z: float) -> None:
+def _add_plate(
+    obj: Obj, cam: Camera, rng: np.random.Generator, x: float, y: float, z: float
+) -> None:
     shape = _plate(cam, rng, x, y, z)
     if rng.random() < 0.65:
         outer, inner = _pick(rng, SIGN_COLORS, 8), _pick(rng, SIGN_COLORS, 8)
@@ -474,8 +583,13 @@ def traffic_light(cam: Camera, rng: np.random.Generator, x: float, z: float, sid
         for k in range(3):
             c = cam.project(xb, top - 0.17 - k * 0.3, z)[0]
             color = _SIGNALS[k] if k == lit else (45, 45, 40)
-            obj.add(Lab.LIGHT, Mat.LAMP if k == lit else Mat.BOX,
-                    [ellipse(c, 0.1 * s, 0.1 * s)], z, color=color)
+            obj.add(
+                Lab.LIGHT,
+                Mat.LAMP if k == lit else Mat.BOX,
+                [ellipse(c, 0.1 * s, 0.1 * s)],
+                z,
+                color=color,
+            )
             if k == lit:
                 obj.lights.append(Light(float(c[0]), float(c[1]), 1.2 * s, color))
     if rng.random() < 0.3 and not arm:
@@ -483,13 +597,13 @@ def traffic_light(cam: Camera, rng: np.random.Generator, x: float, z: float, sid
     return obj
 
 
-def prop(cam: Camera, rng: np.random.Generator, x: float, z: float,
-         label: int = Lab.STATIC) -> Obj:
+def prop(cam: Camera, rng: np.random.Generator, x: float, z: float, label: int = Lab.STATIC) -> Obj:
     """Bins, boxes, kiosks: ignored classes that still occlude, as in real labels."""
     w, h = float(rng.uniform(0.4, 1.8)), float(rng.uniform(0.6, 2.2))
     obj = Obj(2, float(np.hypot(x, z)))
-    obj.add(label, Mat.PROP, [poly(vquad(cam, x, z, 0, h, w / 2))], z,
-            color=_random_color(rng, 0.5))
+    obj.add(
+        label, Mat.PROP, [poly(vquad(cam, x, z, 0, h, w / 2))], z, color=_random_color(rng, 0.5)
+    )
     return obj
 
 
@@ -498,8 +612,12 @@ def hood(cam: Camera, rng: np.random.Generator) -> Obj:
     w, h = cam.width, cam.height
     obj = Obj(3, 0.0)
     centre = np.array([w / 2 + rng.uniform(-0.05, 0.05) * w, h * rng.uniform(1.02, 1.1)])
-    obj.add(Lab.EGO, Mat.EGO, [ellipse(centre, w * rng.uniform(0.6, 0.85),
-                                       h * rng.uniform(0.12, 0.19))], 1.5)
+    obj.add(
+        Lab.EGO,
+        Mat.EGO,
+        [ellipse(centre, w * rng.uniform(0.6, 0.85), h * rng.uniform(0.12, 0.19))],
+        1.5,
+    )
     return obj
 
 
@@ -513,32 +631,40 @@ _FACE_SHADE = {"side": 0.78, "top": 1.12, "front": 0.95}
 def _box(obj: Obj, cam: Camera, label: int, bounds: tuple, paint: tuple) -> list[str]:
     names = []
     for name, quad in box_faces(cam, *bounds):
-        obj.add(label, Mat.PAINT, [poly(quad)], max(bounds[4], Z_CLIP), color=paint,
-                shade=_FACE_SHADE[name])
+        obj.add(
+            label,
+            Mat.PAINT,
+            [poly(quad)],
+            max(bounds[4], Z_CLIP),
+            color=paint,
+            shade=_FACE_SHADE[name],
+        )
         names.append(name)
     return names
 
 
-def _glass(obj: Obj, cam: Camera, label: int, bounds: tuple, y0: float, y1: float,
-           band: bool) -> None:
+def _glass(
+    obj: Obj, cam: Camera, label: int, bounds: tuple, y0: float, y1: float, band: bool
+) -> None:
     """Windscreen on the facing side and a window band on the visible flank."""
     x0, x1, _, _, z0, z1 = bounds
     shapes = []
     if z0 >= Z_CLIP:
-        shapes.append(poly(cam.project([x0 + .15, x0 + .15, x1 - .15, x1 - .15],
-                                       [y0, y1, y1, y0], z0)))
+        shapes.append(
+            poly(cam.project([x0 + 0.15, x0 + 0.15, x1 - 0.15, x1 - 0.15], [y0, y1, y1, y0], z0))
+        )
     flank = x0 if x0 > 0 else (x1 if x1 < 0 else None)
     if flank is not None and band:
         za = max(z0 + 0.2, Z_CLIP)
         if z1 - 0.2 > za:
-            shapes.append(poly(cam.project(flank, [y0, y1, y1, y0],
-                                           [za, za, z1 - 0.2, z1 - 0.2])))
+            shapes.append(poly(cam.project(flank, [y0, y1, y1, y0], [za, za, z1 - 0.2, z1 - 0.2])))
     if shapes:
         obj.add(label, Mat.GLASS, shapes, max(z0, Z_CLIP), color=(40, 48, 58))
 
 
-def _wheels(obj: Obj, cam: Camera, label: int, x0: float, x1: float, axles: list[float],
-            radius: float) -> None:
+def _wheels(
+    obj: Obj, cam: Camera, label: int, x0: float, x1: float, axles: list[float], radius: float
+) -> None:
     flank = x0 if x0 > 0 else (x1 if x1 < 0 else None)
     shapes = []
     for za in axles:
@@ -552,8 +678,9 @@ def _wheels(obj: Obj, cam: Camera, label: int, x0: float, x1: float, axles: list
         obj.add(label, Mat.TYRE, shapes, axles[0], color=(25, 25, 27))
 
 
-def _lamps(obj: Obj, cam: Camera, label: int, xc: float, w: float, y: float, z0: float,
-           front: bool) -> None:
+def _lamps(
+    obj: Obj, cam: Camera, label: int, xc: float, w: float, y: float, z0: float, front: bool
+) -> None:
     if z0 < Z_CLIP:
         return
     color = (255, 245, 205) if front else (215, 25, 20)
@@ -561,14 +688,20 @@ def _lamps(obj: Obj, cam: Camera, label: int, xc: float, w: float, y: float, z0:
     shapes = []
     for xl in (xc - w / 2 + 0.22, xc + w / 2 - 0.22):
         c = cam.project(xl, y, z0)[0]
-        shapes.append(poly(c + np.array([[-1, -0.5], [1, -0.5], [1, 0.5], [-1, 0.5]]) *
-                           0.15 * s))
+        shapes.append(poly(c + np.array([[-1, -0.5], [1, -0.5], [1, 0.5], [-1, 0.5]]) * 0.15 * s))
         obj.lights.append(Light(float(c[0]), float(c[1]), (1.6 if front else 0.8) * s, color))
     obj.add(label, Mat.LAMP, shapes, z0, color=color)
 
 
-def vehicle(cam: Camera, rng: np.random.Generator, kind: str, xc: float, z0: float,
-            length: float, oncoming: bool) -> Obj:
+def vehicle(
+    cam: Camera,
+    rng: np.random.Generator,
+    kind: str,
+    xc: float,
+    z0: float,
+    length: float,
+    oncoming: bool,
+) -> Obj:
     """Cars, trucks and buses as boxes in perspective: we see the flank only off-axis."""
     label = _VEHICLE_LABEL[kind]
     obj = Obj(2, float(np.hypot(xc, z0)))
@@ -576,12 +709,12 @@ def vehicle(cam: Camera, rng: np.random.Generator, kind: str, xc: float, z0: flo
     x0, x1, z1 = xc - w / 2, xc + w / 2, z0 + length
     paint = _pick(rng, BUS_PAINTS if kind == "bus" else CAR_PAINTS)
     radius = 0.33 if kind == "car" else 0.5
-    obj.shadows.append(fx(cam.project([x0 - .1, x0 - .1, x1 + .1, x1 + .1], 0,
-                                      [z0 - .2, z1, z1, z0 - .2])))
+    obj.shadows.append(
+        fx(cam.project([x0 - 0.1, x0 - 0.1, x1 + 0.1, x1 + 0.1], 0, [z0 - 0.2, z1, z1, z0 - 0.2]))
+    )
     axle = z0 + 0.9
     if axle > Z_CLIP:
-        under = [poly(vquad(cam, xw, axle, 0, radius * 1.2, 0.14))
-                 for xw in (x0 + 0.28, x1 - 0.28)]
+        under = [poly(vquad(cam, xw, axle, 0, radius * 1.2, 0.14)) for xw in (x0 + 0.28, x1 - 0.28)]
         obj.add(label, Mat.TYRE, under, axle, color=(25, 25, 27))
     if kind == "car":
         top = float(rng.uniform(0.9, 1.15))
@@ -595,13 +728,21 @@ def vehicle(cam: Camera, rng: np.random.Generator, kind: str, xc: float, z0: flo
         lamp_y = top - 0.2
     elif kind == "truck":
         cab_len = 2.3
-        cab = (x0, x1, 0.5, 3.0, z0 if oncoming else z1 - cab_len, z0 + cab_len if oncoming
-               else z1)
-        cargo = (x0, x1, 0.9, 3.7, z0 + cab_len + 0.2 if oncoming else z0,
-                 z1 if oncoming else z1 - cab_len - 0.2)
+        cab = (x0, x1, 0.5, 3.0, z0 if oncoming else z1 - cab_len, z0 + cab_len if oncoming else z1)
+        cargo = (
+            x0,
+            x1,
+            0.9,
+            3.7,
+            z0 + cab_len + 0.2 if oncoming else z0,
+            z1 if oncoming else z1 - cab_len - 0.2,
+        )
         cargo_paint = _pick(rng, CAR_PAINTS)
-        far_first = [(cargo, cargo_paint), (cab, paint)] if oncoming else [
-            (cab, paint), (cargo, cargo_paint)]
+        far_first = (
+            [(cargo, cargo_paint), (cab, paint)]
+            if oncoming
+            else [(cab, paint), (cargo, cargo_paint)]
+        )
         for box, col in far_first:
             _box(obj, cam, label, box, col)
         if oncoming:
@@ -628,8 +769,13 @@ def tram(cam: Camera, rng: np.random.Generator, xc: float, z0: float, length: fl
     _glass(obj, cam, Lab.TRAIN, bounds, 1.2, 2.6, True)
     s = cam.scale(z0 + 4)
     a, b, c = cam.project([xc, xc, xc], [3.4, 4.4, 4.6], [z0 + 4, z0 + 4.5, z0 + 6])
-    obj.add(Lab.TRAIN, Mat.METAL, [poly(limb(a, b, 0.08 * s), limb(b, c, 0.08 * s))], z0 + 4,
-            color=(60, 60, 62))
+    obj.add(
+        Lab.TRAIN,
+        Mat.METAL,
+        [poly(limb(a, b, 0.08 * s), limb(b, c, 0.08 * s))],
+        z0 + 4,
+        color=(60, 60, 62),
+    )
     _lamps(obj, cam, Lab.TRAIN, xc, 2.6, 0.9, z0, bool(rng.random() < 0.5))
     return obj
 
@@ -653,36 +799,57 @@ def person(cam: Camera, rng: np.random.Generator, x: float, z: float) -> Obj:
     stride, swing = float(rng.uniform(-0.22, 0.22)), float(rng.uniform(-0.12, 0.12))
     skin, hair = _pick(rng, SKINS), _pick(rng, HAIRS)
     obj = Obj(2, float(np.hypot(x, z)))
-    legs = [poly(limb(p(k * 0.08 * wf, 0.5 * hp), p(k * 0.07 + k * stride, 0), .14 * s, .1 * s))
-            for k in (-1, 1)]
+    legs = [
+        poly(limb(p(k * 0.08 * wf, 0.5 * hp), p(k * 0.07 + k * stride, 0), 0.14 * s, 0.1 * s))
+        for k in (-1, 1)
+    ]
     obj.add(Lab.PERSON, Mat.CLOTH, legs, z, color=_random_color(rng, 0.5))
-    torso = np.stack([p(-0.16 * wf, 0.49 * hp), p(-0.21 * wf, 0.81 * hp),
-                      p(0.21 * wf, 0.81 * hp), p(0.16 * wf, 0.49 * hp)])
+    torso = np.stack(
+        [
+            p(-0.16 * wf, 0.49 * hp),
+            p(-0.21 * wf, 0.81 * hp),
+            p(0.21 * wf, 0.81 * hp),
+            p(0.16 * wf, 0.49 * hp),
+        ]
+    )
     top = _random_color(rng)
-    arms = [poly(limb(p(k * 0.2 * wf, 0.8 * hp), p(k * (0.24 * wf) + k * swing, 0.46 * hp),
-                      0.08 * s)) for k in (-1, 1)]
+    arms = [
+        poly(limb(p(k * 0.2 * wf, 0.8 * hp), p(k * (0.24 * wf) + k * swing, 0.46 * hp), 0.08 * s))
+        for k in (-1, 1)
+    ]
     obj.add(Lab.PERSON, Mat.CLOTH, [poly(torso), *arms], z, color=top)
     r = 0.062 * hp * s
     head = p(0, 0.925 * hp)
     obj.add(Lab.PERSON, Mat.SKIN, [ellipse(head, r * 0.85, r)], z, color=skin)
-    obj.add(Lab.PERSON, Mat.HAIR, [ellipse(head - [0, r * 0.35], r * 0.88, r * 0.7)], z,
-            color=hair)
+    obj.add(Lab.PERSON, Mat.HAIR, [ellipse(head - [0, r * 0.35], r * 0.88, r * 0.7)], z, color=hair)
     return obj
 
 
-_BIKE_FRAME = ((-0.52, 0.34, 0.0, 0.3), (0.0, 0.3, 0.42, 0.92), (0.42, 0.92, 0.52, 0.34),
-               (-0.52, 0.34, -0.16, 0.88), (-0.16, 0.88, 0.0, 0.3), (-0.16, 0.88, 0.42, 0.92),
-               (0.42, 0.92, 0.38, 1.05))
+_BIKE_FRAME = (
+    (-0.52, 0.34, 0.0, 0.3),
+    (0.0, 0.3, 0.42, 0.92),
+    (0.42, 0.92, 0.52, 0.34),
+    (-0.52, 0.34, -0.16, 0.88),
+    (-0.16, 0.88, 0.0, 0.3),
+    (-0.16, 0.88, 0.42, 0.92),
+    (0.42, 0.92, 0.38, 1.05),
+)
 _RIDER_POSE = {  # hip, shoulder, head, hand, knee, foot in (along, up) metres
-    "bicycle": ((-0.12, 0.98), (0.16, 1.5), (0.25, 1.68), (0.38, 1.04), (0.18, 0.66),
-                (0.02, 0.28)),
-    "motorcycle": ((-0.2, 0.92), (0.08, 1.42), (0.2, 1.62), (0.48, 1.05), (0.22, 0.72),
-                   (0.1, 0.38)),
+    "bicycle": ((-0.12, 0.98), (0.16, 1.5), (0.25, 1.68), (0.38, 1.04), (0.18, 0.66), (0.02, 0.28)),
+    "motorcycle": (
+        (-0.2, 0.92),
+        (0.08, 1.42),
+        (0.2, 1.62),
+        (0.48, 1.05),
+        (0.22, 0.72),
+        (0.1, 0.38),
+    ),
 }
 
 
-def two_wheeler(cam: Camera, rng: np.random.Generator, kind: str, x: float, z: float,
-                ridden: bool) -> Obj:
+def two_wheeler(
+    cam: Camera, rng: np.random.Generator, kind: str, x: float, z: float, ridden: bool
+) -> Obj:
     """Bicycles and motorcycles at any angle, optionally with a rider sitting on them."""
     facing = float(rng.uniform(0.12, 1.0)) * (1 if rng.random() < 0.5 else -1)
     p, s = _frame(cam, x, z, facing)
@@ -691,19 +858,36 @@ def two_wheeler(cam: Camera, rng: np.random.Generator, kind: str, x: float, z: f
     paint = _pick(rng, BIKE_PAINTS if kind == "bicycle" else CAR_PAINTS)
     if kind == "bicycle":
         ring = max(1, int(round(0.05 * s)))
-        wheels = [ellipse(p(a, 0.34), 0.34 * abs(facing) * s, 0.34 * s, ring)
-                  for a in (-0.52, 0.52)]
+        wheels = [
+            ellipse(p(a, 0.34), 0.34 * abs(facing) * s, 0.34 * s, ring) for a in (-0.52, 0.52)
+        ]
         obj.add(label, Mat.TYRE, wheels, z, color=(30, 30, 30))
         tubes = [poly(limb(p(a0, b0), p(a1, b1), 0.045 * s)) for a0, b0, a1, b1 in _BIKE_FRAME]
         obj.add(label, Mat.METAL, tubes, z, color=paint)
     else:
         wheels = [ellipse(p(a, 0.31), 0.31 * abs(facing) * s, 0.31 * s) for a in (-0.68, 0.68)]
         obj.add(label, Mat.TYRE, wheels, z, color=(28, 28, 28))
-        body = np.stack([p(a, b) for a, b in ((-0.78, 0.55), (-0.3, 0.82), (0.3, 0.9),
-                                              (0.62, 0.98), (0.74, 0.6), (0.2, 0.32),
-                                              (-0.5, 0.4))])
-        obj.add(label, Mat.PAINT, [poly(body), poly(limb(p(0.55, 0.95), p(0.5, 1.12),
-                                                         0.06 * s))], z, color=paint)
+        body = np.stack(
+            [
+                p(a, b)
+                for a, b in (
+                    (-0.78, 0.55),
+                    (-0.3, 0.82),
+                    (0.3, 0.9),
+                    (0.62, 0.98),
+                    (0.74, 0.6),
+                    (0.2, 0.32),
+                    (-0.5, 0.4),
+                )
+            ]
+        )
+        obj.add(
+            label,
+            Mat.PAINT,
+            [poly(body), poly(limb(p(0.55, 0.95), p(0.5, 1.12), 0.06 * s))],
+            z,
+            color=paint,
+        )
     if ridden:
         _rider(obj, rng, p, s, kind, z)
     return obj
@@ -717,11 +901,17 @@ def _rider(obj: Obj, rng: np.random.Generator, p, s: float, kind: str, z: float)
     body = [poly(limb(hip, shoulder, 0.3 * s, 0.36 * s)), poly(limb(shoulder, hand, 0.08 * s))]
     obj.add(Lab.RIDER, Mat.CLOTH, body, z, color=cloth)
     if kind == "motorcycle":
-        obj.add(Lab.RIDER, Mat.PAINT, [ellipse(head, 0.14 * s, 0.15 * s)], z,
-                color=_pick(rng, CAR_PAINTS))
+        obj.add(
+            Lab.RIDER,
+            Mat.PAINT,
+            [ellipse(head, 0.14 * s, 0.15 * s)],
+            z,
+            color=_pick(rng, CAR_PAINTS),
+        )
     else:
-        obj.add(Lab.RIDER, Mat.SKIN, [ellipse(head, 0.1 * s, 0.115 * s)], z,
-                color=_pick(rng, SKINS))
+        obj.add(
+            Lab.RIDER, Mat.SKIN, [ellipse(head, 0.1 * s, 0.115 * s)], z, color=_pick(rng, SKINS)
+        )
 
 
 # --------------------------------------------------------------------------- layout
@@ -798,9 +988,14 @@ def _near_biased(rng: np.random.Generator, lo: float, hi: float) -> float:
 
 def _camera(rng: np.random.Generator, size: tuple[int, int], st: LayoutStats) -> Camera:
     w, h = size
-    return Camera(width=w, height=h, focal=_u(rng, st.focal) * w,
-                  cx=w / 2 + float(rng.uniform(-st.yaw, st.yaw)) * w,
-                  horizon=_u(rng, st.horizon) * h, eye=_u(rng, st.eye))
+    return Camera(
+        width=w,
+        height=h,
+        focal=_u(rng, st.focal) * w,
+        cx=w / 2 + float(rng.uniform(-st.yaw, st.yaw)) * w,
+        horizon=_u(rng, st.horizon) * h,
+        eye=_u(rng, st.eye),
+    )
 
 
 def _road(rng: np.random.Generator, st: LayoutStats) -> Road:
@@ -813,17 +1008,33 @@ def _road(rng: np.random.Generator, st: LayoutStats) -> Road:
         z0 = float(rng.uniform(14, 80))
         if all(abs(z0 - c) > 30 for c, _ in crosses):
             crosses.append((z0, z0 + float(rng.uniform(8, 14))))
-    verges = tuple(float(rng.uniform(0.8, 2.2)) if rng.random() < st.verge else 0.0
-                   for _ in range(2))
-    road = Road(lw, lanes, -(lanes - 0.5) * lw - park_l, 0.5 * lw + park_r,
-                _u(rng, st.sidewalk), _u(rng, st.sidewalk), sorted(crosses), verges)
+    verges = tuple(
+        float(rng.uniform(0.8, 2.2)) if rng.random() < st.verge else 0.0 for _ in range(2)
+    )
+    road = Road(
+        lw,
+        lanes,
+        -(lanes - 0.5) * lw - park_l,
+        0.5 * lw + park_r,
+        _u(rng, st.sidewalk),
+        _u(rng, st.sidewalk),
+        sorted(crosses),
+        verges,
+    )
     if rng.random() < st.train:
         road.tram = -lw * float(rng.integers(1, lanes)) if lanes > 1 else 0.0
     return road
 
 
-def _block(rng: np.random.Generator, st: LayoutStats, road: Road, side: int, z0: float,
-           z1: float, kind: Kind) -> Segment:
+def _block(
+    rng: np.random.Generator,
+    st: LayoutStats,
+    road: Road,
+    side: int,
+    z0: float,
+    z1: float,
+    kind: Kind,
+) -> Segment:
     edge = road.edge(side)
     height = _u(rng, st.building_height) * float(rng.uniform(0.7, 1.3))
     if kind == Kind.BUILDING:
@@ -835,8 +1046,9 @@ def _block(rng: np.random.Generator, st: LayoutStats, road: Road, side: int, z0:
     return Segment(z0, z1, kind, zl, zm, back, height if back else 0.0)
 
 
-def _segments(rng: np.random.Generator, st: LayoutStats, road: Road, side: int,
-              far: float) -> list[Segment]:
+def _segments(
+    rng: np.random.Generator, st: LayoutStats, road: Road, side: int, far: float
+) -> list[Segment]:
     """Street-side blocks between crossings, from just behind the camera to the backdrop."""
     probs = np.asarray(st.kinds) / sum(st.kinds)
     segs: list[Segment] = []
@@ -853,22 +1065,25 @@ def _segments(rng: np.random.Generator, st: LayoutStats, road: Road, side: int,
     return segs
 
 
-def _ground(cam: Camera, road: Road, sides: dict[int, list[Segment]], sun: int,
-            shadow_len: float) -> tuple[np.ndarray, ...]:
+def _ground(
+    cam: Camera, road: Road, sides: dict[int, list[Segment]], sun: int, shadow_len: float
+) -> tuple[np.ndarray, ...]:
     """Classify every ground pixel from its exact (x, z) on the ground plane."""
     h, w = cam.height, cam.width
     v = np.arange(h, dtype=np.float64)[:, None] + 0.5
     u = np.arange(w, dtype=np.float64)[None, :] + 0.5
     below = np.broadcast_to((v - cam.horizon) > 0.3, (h, w))
-    z = np.broadcast_to(np.where(below[:, :1], cam.focal * cam.eye /
-                                 np.maximum(v - cam.horizon, 0.3), 1e4), (h, w))
+    z = np.broadcast_to(
+        np.where(below[:, :1], cam.focal * cam.eye / np.maximum(v - cam.horizon, 0.3), 1e4), (h, w)
+    )
     x = np.where(below, (u - cam.cx) * z / cam.focal, 0.0)
     label = np.full((h, w), Lab.SKY, np.uint8)
     mat = np.full((h, w), Mat.SKY, np.uint8)
     shadow = np.zeros((h, w), np.uint8)
     for side, segs in sides.items():
-        idx = np.clip(np.searchsorted([sg.z0 for sg in segs], z, side="right") - 1, 0,
-                      len(segs) - 1)
+        idx = np.clip(
+            np.searchsorted([sg.z0 for sg in segs], z, side="right") - 1, 0, len(segs) - 1
+        )
         out = (x - road.curb(side)) * side
         on = below & (out > 0)
         walk = road.walk(side) + road.verge(side)
@@ -876,13 +1091,18 @@ def _ground(cam: Camera, road: Road, sides: dict[int, list[Segment]], sun: int,
         zone_l = np.array([sg.zone_label for sg in segs], np.uint8)[idx]
         zone_m = np.array([sg.zone_material for sg in segs], np.uint8)[idx]
         cross = np.array([sg.kind == Kind.CROSS for sg in segs])[idx]
-        label[on] = np.where(cross | (out >= walk), zone_l,
-                             np.where(grass, Lab.TERRAIN, Lab.SIDEWALK))[on]
-        mat[on] = np.where(cross | (out >= walk), zone_m, np.where(
-            grass, Mat.TERRAIN, np.where(out < 0.2, Mat.CURB, Mat.SIDEWALK)))[on]
+        label[on] = np.where(
+            cross | (out >= walk), zone_l, np.where(grass, Lab.TERRAIN, Lab.SIDEWALK)
+        )[on]
+        mat[on] = np.where(
+            cross | (out >= walk),
+            zone_m,
+            np.where(grass, Mat.TERRAIN, np.where(out < 0.2, Mat.CURB, Mat.SIDEWALK)),
+        )[on]
         if side == sun:
-            lines = np.array([sg.line * side if sg.kind == Kind.BUILDING else np.inf
-                              for sg in segs])[idx]
+            lines = np.array(
+                [sg.line * side if sg.kind == Kind.BUILDING else np.inf for sg in segs]
+            )[idx]
             reach = np.array([sg.height * shadow_len for sg in segs])[idx]
             shadow |= (below & (x * side < lines) & (x * side > lines - reach)).astype(np.uint8)
     on_road = below & (x >= road.left) & (x <= road.right)
@@ -908,8 +1128,9 @@ def _road_markings(x: np.ndarray, z: np.ndarray, road: Road) -> np.ndarray:
 # --------------------------------------------------------------------------- populating
 
 
-def _side_objects(cam: Camera, rng: np.random.Generator, road: Road, side: int,
-                  seg: Segment) -> list[Obj]:
+def _side_objects(
+    cam: Camera, rng: np.random.Generator, road: Road, side: int, seg: Segment
+) -> list[Obj]:
     """Buildings, walls, fences and park trees of one block (behind street furniture)."""
     if seg.kind == Kind.CROSS:
         return []
@@ -946,14 +1167,17 @@ def _backdrop(cam: Camera, rng: np.random.Generator, far: float, st: LayoutStats
             obj.add(Lab.BUILDING, Mat.BUILDING, [poly(quad)], far, variant=float(rng.random()))
             objs.append(obj)
         elif pick < 0.85:
-            objs += [tree(cam, rng, x + float(rng.uniform(0, width)), far - 1, 0)
-                     for _ in range(int(width // 3) + 1)]
+            objs += [
+                tree(cam, rng, x + float(rng.uniform(0, width)), far - 1, 0)
+                for _ in range(int(width // 3) + 1)
+            ]
         x += width
     return objs
 
 
-def _furniture(cam: Camera, rng: np.random.Generator, st: LayoutStats, road: Road,
-               far: float) -> list[Obj]:
+def _furniture(
+    cam: Camera, rng: np.random.Generator, st: LayoutStats, road: Road, far: float
+) -> list[Obj]:
     """Poles, lamps, traffic lights, signs, sidewalk trees and props."""
     objs: list[Obj] = []
     for side in (-1, 1):
@@ -1001,8 +1225,9 @@ class _Lanes:
         return True
 
 
-def _traffic(cam: Camera, rng: np.random.Generator, st: LayoutStats, road: Road,
-             far: float) -> list[Obj]:
+def _traffic(
+    cam: Camera, rng: np.random.Generator, st: LayoutStats, road: Road, far: float
+) -> list[Obj]:
     """Vehicles and two-wheelers, placed without lane collisions."""
     objs: list[Obj] = []
     lanes = _Lanes()
@@ -1018,8 +1243,17 @@ def _traffic(cam: Camera, rng: np.random.Generator, st: LayoutStats, road: Road,
             z0 = _near_biased(rng, 6.0 if lane == 0 else 2.0, far * 0.7)
             length = _u(rng, VEHICLE_LENGTH[kind])
             if lanes.claim(lane, z0, z0 + length):
-                objs.append(vehicle(cam, rng, kind, lane + float(rng.uniform(-0.3, 0.3)), z0,
-                                    length, lane < -(road.lanes / 2 - 0.5) * lw))
+                objs.append(
+                    vehicle(
+                        cam,
+                        rng,
+                        kind,
+                        lane + float(rng.uniform(-0.3, 0.3)),
+                        z0,
+                        length,
+                        lane < -(road.lanes / 2 - 0.5) * lw,
+                    )
+                )
     for side in (-1, 1):
         park_x = road.curb(side) - side * 1.1
         for _ in range(int(rng.poisson(st.parked_cars / 2))):
@@ -1029,11 +1263,22 @@ def _traffic(cam: Camera, rng: np.random.Generator, st: LayoutStats, road: Road,
                 objs.append(vehicle(cam, rng, "car", park_x, z0, length, rng.random() < 0.3))
     for _ in range(int(rng.poisson(st.motorbikes))):
         x = centres[int(rng.integers(len(centres)))] + float(rng.uniform(-0.8, 0.8))
-        objs.append(two_wheeler(cam, rng, "motorcycle", x, _near_biased(rng, 4, far * 0.5),
-                                ridden=rng.random() < 0.75))
+        objs.append(
+            two_wheeler(
+                cam,
+                rng,
+                "motorcycle",
+                x,
+                _near_biased(rng, 4, far * 0.5),
+                ridden=rng.random() < 0.75,
+            )
+        )
     for _ in range(int(rng.poisson(st.cyclists))):
-        x = road.right - float(rng.uniform(0.5, 1.5)) if rng.random() < 0.7 else float(
-            rng.uniform(road.left, road.right))
+        x = (
+            road.right - float(rng.uniform(0.5, 1.5))
+            if rng.random() < 0.7
+            else float(rng.uniform(road.left, road.right))
+        )
         objs.append(two_wheeler(cam, rng, "bicycle", x, _near_biased(rng, 4, far * 0.5), True))
     for _ in range(int(rng.poisson(st.parked_bikes))):
         side = 1 if rng.random() < 0.5 else -1
@@ -1042,16 +1287,23 @@ def _traffic(cam: Camera, rng: np.random.Generator, st: LayoutStats, road: Road,
     return objs
 
 
-def _pedestrians(cam: Camera, rng: np.random.Generator, st: LayoutStats, road: Road,
-                 far: float) -> list[Obj]:
+def _pedestrians(
+    cam: Camera, rng: np.random.Generator, st: LayoutStats, road: Road, far: float
+) -> list[Obj]:
     objs = []
     for _ in range(int(rng.poisson(st.persons))):
         side = 1 if rng.random() < 0.5 else -1
         x = road.footway(side, rng, 0.5)
         z = _near_biased(rng, 2.5, far * 0.5)
         for k in range(1 + int(rng.poisson(0.4))):
-            objs.append(person(cam, rng, x + k * float(rng.uniform(-0.7, 0.7)),
-                               z + k * float(rng.uniform(-1, 1))))
+            objs.append(
+                person(
+                    cam,
+                    rng,
+                    x + k * float(rng.uniform(-0.7, 0.7)),
+                    z + k * float(rng.uniform(-1, 1)),
+                )
+            )
     for c0, _ in road.crosses:
         for _ in range(int(rng.poisson(1.2))):
             x = float(rng.uniform(road.left, road.right))
@@ -1066,7 +1318,7 @@ def build_scene(rng: np.random.Generator, size: tuple[int, int], st: LayoutStats
     far = float(rng.uniform(90, 160))
     sides = {side: _segments(rng, st, road, side, far) for side in (-1, 1)}
     sun = 1 if rng.random() < 0.5 else -1
-    g_label, g_mat, g_x, g_z, shadow = _ground(cam, road, sides, sun, float(rng.uniform(.3, 1.)))
+    g_label, g_mat, g_x, g_z, shadow = _ground(cam, road, sides, sun, float(rng.uniform(0.3, 1.0)))
     objs = _backdrop(cam, rng, far, st)
     for side, segs in sides.items():
         for seg in segs:

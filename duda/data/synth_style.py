@@ -27,8 +27,14 @@ _SOURCE_PALETTE = {
     Mat.SIDEWALK: ((172, 150, 126), (160, 146, 132)),
     Mat.CURB: ((215, 205, 188),),
     Mat.GROUND: ((150, 118, 86),),
-    Mat.BUILDING: ((192, 140, 98), (118, 128, 165), (205, 186, 138), (150, 116, 150),
-                   (112, 112, 118), (172, 92, 80)),
+    Mat.BUILDING: (
+        (192, 140, 98),
+        (118, 128, 165),
+        (205, 186, 138),
+        (150, 116, 150),
+        (112, 112, 118),
+        (172, 92, 80),
+    ),
     Mat.WINDOW: ((52, 92, 150), (40, 66, 110)),
     Mat.WALL: ((168, 108, 82), (132, 136, 156)),
     Mat.FENCE: ((172, 140, 70), (150, 80, 56)),
@@ -47,8 +53,14 @@ _TARGET_PALETTE = {
     Mat.SIDEWALK: ((122, 117, 111), (136, 131, 124)),
     Mat.CURB: ((150, 148, 142),),
     Mat.GROUND: ((118, 109, 96),),
-    Mat.BUILDING: ((146, 136, 120), (122, 120, 118), (165, 155, 136), (128, 98, 82),
-                   (98, 100, 100), (178, 172, 160)),
+    Mat.BUILDING: (
+        (146, 136, 120),
+        (122, 120, 118),
+        (165, 155, 136),
+        (128, 98, 82),
+        (98, 100, 100),
+        (178, 172, 160),
+    ),
     Mat.WINDOW: ((52, 58, 66), (70, 78, 86)),
     Mat.WALL: ((140, 128, 112), (118, 116, 112)),
     Mat.FENCE: ((112, 106, 96), (90, 96, 90)),
@@ -79,18 +91,44 @@ class Look:
     noise: tuple[float, float]  # sensor noise sigma, grey levels
 
 
-SOURCE_LOOK = Look(_SOURCE_PALETTE, texture=0.25, antialias=False, shade=1.3, shadow=0.7,
-                   jitter=0.08, exposure=(0.8, 1.2), contrast=(0.95, 1.15),
-                   saturation=(0.95, 1.3), vignette=(0.0, 0.0), blur=(0.0, 0.0),
-                   noise=(0.0, 0.0))
-TARGET_LOOK = Look(_TARGET_PALETTE, texture=1.0, antialias=True, shade=0.6, shadow=0.55,
-                   jitter=0.1, exposure=(0.72, 1.15), contrast=(0.75, 1.05),
-                   saturation=(0.65, 0.95), vignette=(0.1, 0.4), blur=(0.45, 0.9),
-                   noise=(2.0, 6.0))
+SOURCE_LOOK = Look(
+    _SOURCE_PALETTE,
+    texture=0.25,
+    antialias=False,
+    shade=1.3,
+    shadow=0.7,
+    jitter=0.08,
+    exposure=(0.8, 1.2),
+    contrast=(0.95, 1.15),
+    saturation=(0.95, 1.3),
+    vignette=(0.0, 0.0),
+    blur=(0.0, 0.0),
+    noise=(0.0, 0.0),
+)
+TARGET_LOOK = Look(
+    _TARGET_PALETTE,
+    texture=1.0,
+    antialias=True,
+    shade=0.6,
+    shadow=0.55,
+    jitter=0.1,
+    exposure=(0.72, 1.15),
+    contrast=(0.75, 1.05),
+    saturation=(0.65, 0.95),
+    vignette=(0.1, 0.4),
+    blur=(0.45, 0.9),
+    noise=(2.0, 6.0),
+)
 
 
-def render(scene: Scene, pid: np.ndarray, material: np.ndarray, depth: np.ndarray | None,
-           rng: np.random.Generator, style: str) -> np.ndarray:
+def render(
+    scene: Scene,
+    pid: np.ndarray,
+    material: np.ndarray,
+    depth: np.ndarray | None,
+    rng: np.random.Generator,
+    style: str,
+) -> np.ndarray:
     """RGB uint8 image of a scene; `style` is 'source' or one of STYLES (target looks)."""
     look = SOURCE_LOOK if style == "source" else TARGET_LOOK
     night = style == "night"
@@ -115,16 +153,18 @@ def _class_color(palette: dict, material: int, variant: float) -> np.ndarray:
     return np.asarray(options[min(int(variant * len(options)), len(options) - 1)], np.float32)
 
 
-def _part_colors(scene: Scene, rng: np.random.Generator, look: Look,
-                 night: bool) -> np.ndarray:
+def _part_colors(scene: Scene, rng: np.random.Generator, look: Look, night: bool) -> np.ndarray:
     """One RGB per part: palette or instance paint, jittered, shaded by face orientation."""
     n = len(scene.parts)
     cols = np.empty((n + 1, 3), np.float32)
     cols[0] = 0
     jitter = 1.0 + rng.normal(0, look.jitter, (n, 1)).astype(np.float32)
     for i, part in enumerate(scene.parts):
-        base = (np.asarray(part.color, np.float32) if part.color is not None
-                else _class_color(look.palette, part.material, part.variant))
+        base = (
+            np.asarray(part.color, np.float32)
+            if part.color is not None
+            else _class_color(look.palette, part.material, part.variant)
+        )
         if night and part.material == Mat.WINDOW and _lit(part):
             base = np.array([250, 205, 130], np.float32)
         elif night and part.material == Mat.LAMP:
@@ -146,8 +186,14 @@ def _ground_colors(rng: np.random.Generator, look: Look, night: bool) -> np.ndar
     return lut
 
 
-def _base_image(scene: Scene, pid: np.ndarray, material: np.ndarray, colors: np.ndarray,
-                ground: np.ndarray, look: Look) -> np.ndarray:
+def _base_image(
+    scene: Scene,
+    pid: np.ndarray,
+    material: np.ndarray,
+    colors: np.ndarray,
+    ground: np.ndarray,
+    look: Look,
+) -> np.ndarray:
     """Flat colours; the target redraws parts anti-aliased, the source stays aliased."""
     if not look.antialias:
         return np.where((pid == 0)[..., None], ground[material], colors[pid])
@@ -165,9 +211,12 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell: float)
     """Value noise with feature size `cell` pixels, roughly unit variance."""
     h, w = shape
     small = rng.standard_normal((max(int(h / cell), 1) + 2, max(int(w / cell), 1) + 2))
-    big = cv2.resize(small.astype(np.float32), (w + 2 * int(cell), h + 2 * int(cell)),
-                     interpolation=cv2.INTER_CUBIC)
-    return big[int(cell):int(cell) + h, int(cell):int(cell) + w]
+    big = cv2.resize(
+        small.astype(np.float32),
+        (w + 2 * int(cell), h + 2 * int(cell)),
+        interpolation=cv2.INTER_CUBIC,
+    )
+    return big[int(cell) : int(cell) + h, int(cell) : int(cell) + w]
 
 
 @lru_cache(maxsize=8)
@@ -207,12 +256,16 @@ def _texture(scene: Scene, material: np.ndarray, rng: np.random.Generator) -> np
         Mat.SIDEWALK: lambda: 0.18 * _tiles(scene) + 0.04 * fine,
         Mat.BUILDING: lambda: 0.07 * _smooth_noise(rng, shape, 6 * k) + 0.04 * fine,
         Mat.WALL: lambda: 0.16 * _bricks(shape, k, rng) + 0.03 * fine,
-        Mat.VEGETATION: lambda: 0.2 * _smooth_noise(rng, shape, 1.6 * k) + 0.12 * fine
-        + 0.12 * np.minimum(_smooth_noise(rng, shape, 5 * k), 0),
-        Mat.TERRAIN: lambda: 0.1 * cv2.blur(fine, (1, 3)) + 0.1 * _smooth_noise(rng, shape,
-                                                                                8 * k),
-        Mat.SKY: lambda: 0.08 * _smooth_noise(rng, shape, 24 * k)
-        + 0.1 * (_grid(shape)[0] / max(scene.cam.horizon, 1.0) - 0.6),
+        Mat.VEGETATION: lambda: (
+            0.2 * _smooth_noise(rng, shape, 1.6 * k)
+            + 0.12 * fine
+            + 0.12 * np.minimum(_smooth_noise(rng, shape, 5 * k), 0)
+        ),
+        Mat.TERRAIN: lambda: 0.1 * cv2.blur(fine, (1, 3)) + 0.1 * _smooth_noise(rng, shape, 8 * k),
+        Mat.SKY: lambda: (
+            0.08 * _smooth_noise(rng, shape, 24 * k)
+            + 0.1 * (_grid(shape)[0] / max(scene.cam.horizon, 1.0) - 0.6)
+        ),
     }
     for mat, make in fields.items():
         if present[mat]:
@@ -224,8 +277,7 @@ def _texture(scene: Scene, material: np.ndarray, rng: np.random.Generator) -> np
 # --------------------------------------------------------------------------- lighting
 
 
-def _apply_shadow(img: np.ndarray, scene: Scene, pid: np.ndarray, look: Look,
-                  night: bool) -> None:
+def _apply_shadow(img: np.ndarray, scene: Scene, pid: np.ndarray, look: Look, night: bool) -> None:
     if night:
         return
     mask = (scene.shadow * (pid == 0)).astype(np.float32)
@@ -234,8 +286,9 @@ def _apply_shadow(img: np.ndarray, scene: Scene, pid: np.ndarray, look: Look,
     img *= (1.0 - (1.0 - look.shadow) * mask)[..., None]
 
 
-def _glow(img: np.ndarray, u: float, v: float, radius: float, color: np.ndarray,
-          strength: float) -> None:
+def _glow(
+    img: np.ndarray, u: float, v: float, radius: float, color: np.ndarray, strength: float
+) -> None:
     """Additive Gaussian glow, computed only in its bounding box."""
     h, w = img.shape[:2]
     r = max(radius, 1.0)
@@ -253,8 +306,7 @@ def _lit(part: Part) -> bool:
     return part.material == Mat.LAMP or (part.material == Mat.WINDOW and part.variant < 0.25)
 
 
-def _night(img: np.ndarray, scene: Scene, pid: np.ndarray,
-           rng: np.random.Generator) -> np.ndarray:
+def _night(img: np.ndarray, scene: Scene, pid: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Dark, blue, low contrast, lit only by lamps, headlights and windows (Dark Zurich)."""
     emissive = np.array([False] + [_lit(p) for p in scene.parts])[pid]
     dim = float(rng.uniform(0.08, 0.16))

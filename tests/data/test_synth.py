@@ -40,34 +40,48 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def sample() -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     """SAMPLE in-memory renders per domain at the default size (no disk needed)."""
-    return {dom: [synth.render_sample(0, dom, i, (256, 128)) for i in range(SAMPLE)]
-            for dom in ("source", "train")}
+    return {
+        dom: [synth.render_sample(0, dom, i, (256, 128)) for i in range(SAMPLE)]
+        for dom in ("source", "train")
+    }
 
 
 def test_layout_has_the_real_dataset_names(bench: Path) -> None:
     names = set(_files(bench))
     gta = {f"gta/{kind}/{i:05d}.png" for kind in ("images", "labels") for i in (1, 2, 3)}
     assert gta <= names
-    pattern = re.compile(r"cityscapes/(leftImg8bit|gtFine)/(train|val)/([a-z]+)/"
-                         r"\3_(\d{6})_(\d{6})_(leftImg8bit|gtFine_labelIds)\.png")
+    pattern = re.compile(
+        r"cityscapes/(leftImg8bit|gtFine)/(train|val)/([a-z]+)/"
+        r"\3_(\d{6})_(\d{6})_(leftImg8bit|gtFine_labelIds)\.png"
+    )
     city_files = names - gta
     assert len(city_files) == 2 * (4 + 2)
     for name in city_files:
         match = pattern.fullmatch(name)
         assert match, name
         assert (match.group(1) == "leftImg8bit") == (match.group(6) == "leftImg8bit")
-        assert match.group(3) in (synth.TRAIN_CITIES if match.group(2) == "train"
-                                  else synth.VAL_CITIES)
+        assert match.group(3) in (
+            synth.TRAIN_CITIES if match.group(2) == "train" else synth.VAL_CITIES
+        )
     for name in city_files:  # every image has its label and vice versa
-        twin = (name.replace("leftImg8bit", "gtFine", 1).replace("_leftImg8bit", "_gtFine_labelIds")
-                if "leftImg8bit" in name else
-                name.replace("gtFine", "leftImg8bit", 1).replace("_gtFine_labelIds",
-                                                                 "_leftImg8bit"))
+        twin = (
+            name.replace("leftImg8bit", "gtFine", 1).replace("_leftImg8bit", "_gtFine_labelIds")
+            if "leftImg8bit" in name
+            else name.replace("gtFine", "leftImg8bit", 1).replace(
+                "_gtFine_labelIds", "_leftImg8bit"
+            )
+        )
         assert twin in names
     meta = json.loads((bench / synth.META_NAME).read_text())
     assert meta["format_version"] == synth.FORMAT_VERSION and meta["complete"]
-    assert meta["args"] == {"seed": 3, "source_count": 3, "target_count": 4, "val_count": 2,
-                            "size": list(SIZE), "target_style": "day"}
+    assert meta["args"] == {
+        "seed": 3,
+        "source_count": 3,
+        "target_count": 4,
+        "val_count": 2,
+        "size": list(SIZE),
+        "target_style": "day",
+    }
 
 
 def test_labels_are_cityscapes_label_ids(bench: Path) -> None:
@@ -77,8 +91,8 @@ def test_labels_are_cityscapes_label_ids(bench: Path) -> None:
             palette = im.getpalette()
             ids = set(np.unique(np.asarray(im)).tolist())
         assert ids <= VALID_IDS, ids - VALID_IDS
-        assert tuple(palette[3 * 7:3 * 8]) == (128, 64, 128)  # road, as in real GTA5 labels
-        assert tuple(palette[3 * 26:3 * 27]) == (0, 0, 142)  # car
+        assert tuple(palette[3 * 7 : 3 * 8]) == (128, 64, 128)  # road, as in real GTA5 labels
+        assert tuple(palette[3 * 26 : 3 * 27]) == (0, 0, 142)  # car
     for path in (bench / "cityscapes" / "gtFine").rglob("*.png"):
         with Image.open(path) as im:
             assert im.mode == "L"
@@ -132,8 +146,9 @@ def _mean_color(sample: list[tuple[np.ndarray, np.ndarray]], label_id: int) -> n
 @pytest.mark.parametrize("name", ["road", "sidewalk", "building", "vegetation", "terrain", "sky"])
 def test_target_palette_differs_from_source(sample: dict, name: str) -> None:
     label_id = TRAIN_TO_LABEL[CLASS_NAMES.index(name)]
-    gap = np.linalg.norm(_mean_color(sample["source"], label_id)
-                         - _mean_color(sample["train"], label_id))
+    gap = np.linalg.norm(
+        _mean_color(sample["source"], label_id) - _mean_color(sample["train"], label_id)
+    )
     assert gap > 30, f"{name}: mean colour moved only {gap:.1f}"
 
 
@@ -144,8 +159,13 @@ def test_night_is_far_darker_than_day() -> None:
 
 
 def test_fog_brightens_and_flattens_but_keeps_the_labels() -> None:
-    pairs = [(synth.render_sample(0, "val", i, SIZE, "day"),
-              synth.render_sample(0, "val", i, SIZE, "fog")) for i in range(6)]
+    pairs = [
+        (
+            synth.render_sample(0, "val", i, SIZE, "day"),
+            synth.render_sample(0, "val", i, SIZE, "fog"),
+        )
+        for i in range(6)
+    ]
     assert all(np.array_equal(day[1], fog[1]) for day, fog in pairs)
     day = np.array([(d.mean(), d.std() / d.mean()) for (d, _), _ in pairs])
     fog = np.array([(f.mean(), f.std() / f.mean()) for _, (f, _) in pairs])
@@ -154,25 +174,47 @@ def test_fog_brightens_and_flattens_but_keeps_the_labels() -> None:
 
 
 def test_cli_rejects_a_bad_size(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "duda.data.synth", "--out", str(tmp_path / "x"),
-                           "--size", "256x"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "duda.data.synth", "--out", str(tmp_path / "x"), "--size", "256x"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "expected WxH like 256x128" in proc.stderr
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("bad", [dict(target_style="dusk"), dict(source_count=-1),
-                                 dict(size=(8, 8)), dict(workers=0), dict(seed=-2)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(target_style="dusk"),
+        dict(source_count=-1),
+        dict(size=(8, 8)),
+        dict(workers=0),
+        dict(seed=-2),
+    ],
+)
 def test_api_rejects_bad_arguments(tmp_path: Path, bad: dict) -> None:
     with pytest.raises(ValueError):
         _small(tmp_path, **bad)
 
 
 def test_cli_skips_identical_and_refuses_a_different_benchmark(
-        bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "b"
-    common = ["--out", str(out), "--source-count", "2", "--target-count", "1", "--val-count", "1",
-              "--size", "128x64"]
+    common = [
+        "--out",
+        str(out),
+        "--source-count",
+        "2",
+        "--target-count",
+        "1",
+        "--val-count",
+        "1",
+        "--size",
+        "128x64",
+    ]
     assert synth.main([*common, "--seed", "0"]) == 0
     before = _files(out)
     assert synth.main([*common, "--seed", "0"]) == 0
