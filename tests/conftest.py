@@ -13,8 +13,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def write_png(path: Path, array: np.ndarray, palette: bool = False) -> None:
     """Write a PNG; `palette=True` stores a 2-D array as palette indices, as GTA5 labels are."""

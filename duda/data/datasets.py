@@ -53,10 +53,11 @@ def read_label_ids(path: Path) -> np.ndarray:
 
 def read_train_ids(path: Path) -> np.ndarray:
     """Train IDs (0-18, 255 ignore), preferring an already converted file beside the original."""
-    converted = path.with_name(path.name.replace("_labelIds.png", "_labelTrainIds.png"))
-    if path.parent.name == "labels":  # GTA5: labels/00001.png -> labels/00001_labelTrainIds.png
+    if path.name.endswith("_labelIds.png"):  # Cityscapes: *_gtFine_labelTrainIds.png
+        converted = path.with_name(path.name.replace("_labelIds.png", "_labelTrainIds.png"))
+    else:  # GTA5: labels/00001.png -> labels/00001_labelTrainIds.png
         converted = path.with_name(path.stem + "_labelTrainIds.png")
-    if converted != path and converted.exists():
+    if converted.exists():
         return read_label_ids(converted).astype(np.uint8)
     ids = read_label_ids(path)
     if ids.max(initial=0) > 255:
