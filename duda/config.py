@@ -29,32 +29,57 @@ class EvalMode(str, Enum):
 
 class DomainKind(str, Enum):
     gta = "gta"
+    synthia = "synthia"
     cityscapes = "cityscapes"
+    acdc = "acdc"
+    darkzurich = "darkzurich"
+
+
+class Metric(str, Enum):
+    """Class subsets a benchmark reports (`duda/data/classes.py: CLASS_SUBSETS`)."""
+
+    mIoU19 = "mIoU19"
+    mIoU16 = "mIoU16"  # SYNTHIA: without terrain, truck, train
+    mIoU13 = "mIoU13"  # SYNTHIA: also without wall, fence, pole
+
+
+class OnBadSample(str, Enum):
+    skip = "skip"  # warn, leave the file out and count it in the run log
+    error = "error"  # stop with the file's name
 
 
 @dataclass
 class BackboneConfig:
-    """`duda/models/backbones.py`: MiT-B0…B5 or any timm `features_only` model by name."""
+    """`duda/models/backbones.py`: MiT-B0…B5, dilated resnet18/50/101 or any timm
+    `features_only` model by name."""
 
     name: str = "mit_b0"
     pretrained: str | None = None  # path to a local checkpoint; nothing is downloaded
     drop_path_rate: float = 0.1
+    output_stride: int | None = None  # None: the backbone's own (8 for resnet*, 32 otherwise)
 
 
 @dataclass
 class HeadConfig:
-    """`duda/models/heads.py`: `segformer` (all-MLP) or `daformer` (ASPP fusion)."""
+    """`duda/models/heads.py`: `segformer` (all-MLP), `daformer` (ASPP fusion) or `deeplabv2`
+    (summed dilated 3x3 classifiers). An option left None takes the head's own default; one the
+    head does not have is an error."""
 
     name: str = "segformer"
-    embed_dim: int = 256
-    dropout: float = 0.1
-    dilations: list[int] | None = None  # ASPP rates of the daformer head
+    embed_dim: int | None = None  # segformer, daformer (default 256)
+    dropout: float | None = None  # segformer, daformer (default 0.1)
+    dilations: list[int] | None = None  # daformer (1,6,12,18), deeplabv2 (6,12,18,24)
 
 
 @dataclass
 class ModelConfig:
+    """`duda/models/build.py: build_model`: the segmentor, then the levers of `levers.py`."""
+
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
+    channels_last: bool = False  # NHWC parameters (faster convs under bf16 on tensor cores)
+    grad_checkpointing: bool = False  # recompute backbone activations in backward
+    compile: bool = False  # nn.Module.compile() of the segmentor (state_dict keys unchanged)
 
 
 @dataclass
@@ -80,6 +105,21 @@ class DomainConfig:
     resize_hw: list[int] | None = None  # resize before cropping; None keeps the file size
     crop_hw: list[int] = field(default_factory=lambda: [512, 512])
     cat_max_ratio: float = 1.0  # re-crop while one class covers more than this share
+    # ACDC: any of fog, night, rain, snow; Dark Zurich: night, twilight, day; `all` = every one
+    conditions: list[str] = field(default_factory=lambda: ["all"])
+    # [top, bottom, left, right] px at file resolution where pseudo-labels are not trusted
+    # (`valid` mask of training samples, `duda/data/transforms.py`); None trusts every pixel
+    pseudo_margins: list[int] | None = None
+
+
+@dataclass
+class RCSConfig:
+    """`duda/data/rcs.py`: rare-class sampling of the source training set (reference §6)."""
+
+    enabled: bool = False
+    temperature: float = 0.01  # P(c) = softmax((1 - f_c) / T); large T -> uniform over classes
+    min_pixels: int = 3000  # a file is a candidate for class c with more pixels of c than this
+    min_crop_ratio: float = 0.5  # re-crop until the crop holds > min_pixels * ratio pixels of c
 
 
 @dataclass
@@ -88,21 +128,118 @@ class DatasetConfig:
     num_classes: int = 19
     source: DomainConfig = field(default_factory=DomainConfig)
     target: DomainConfig = field(default_factory=DomainConfig)
+    rcs: RCSConfig = field(default_factory=RCSConfig)
     synth: SynthConfig | None = None
+    # reported on the target's val split; the first is the run's headline `mIoU`
+    metrics: list[Metric] = field(default_factory=lambda: [Metric.mIoU19])
+    on_bad_sample: OnBadSample = OnBadSample.skip  # unreadable/mismatched files: skip | error
+
+
+@dataclass
+class MixConfig:
+    """`duda/uda/mixing.py`: ClassMix + colour jitter and blur on the mixed image."""
+
+    jitter_p: float = 0.8
+    jitter_strength: float = 0.2
+    blur_p: float = 0.5
+    reference_quirks: bool = False  # ClassMix classes drawn from the whole batch (DAFormer #19)
+
+
+@dataclass
+class FeatureDistanceConfig:
+    """`duda/uda/feature_distance.py`: pull thing-class features towards the ImageNet model's."""
+
+    enabled: bool = False
+    classes: list[int] = field(default_factory=lambda: [6, 7, 11, 12, 13, 14, 15, 16, 17, 18])
+    min_ratio: float = 0.75
+
+
+@dataclass
+class MICConfig:
+    """`duda/uda/masking.py`: masked-image consistency on block-masked target crops."""
+
+    enabled: bool = False
+    block_size: int = 32  # 32 px at 512 crops, 64 at 1024
+    ratio: float = 0.7
 
 
 @dataclass
 class UDAConfig:
-    """`duda/uda/`: the adaptation method; `source_only` trains on labelled source alone."""
+    """`duda/uda/`: the adaptation method; `source_only` trains on labelled source alone,
+    `dacs`/`daformer`/`mic` are EMA self-training with more components switched on."""
 
     name: str = "source_only"
+    ema_alpha: float = 0.999
+    ema_buffers: bool = False  # the reference averages parameters only
+    teacher_bn_train: bool = True  # the reference teacher normalises with target-batch stats
+    pseudo_threshold: float = 0.968
+    per_image_confidence: bool = False  # the reference: one confidence weight per batch
+    log_pl_quality: bool = True  # load target train labels, when they exist, for logging only
+    mix: MixConfig = field(default_factory=MixConfig)
+    fd: FeatureDistanceConfig = field(default_factory=FeatureDistanceConfig)
+    mic: MICConfig = field(default_factory=MICConfig)
+
+
+@dataclass
+class ScheduleConfig:
+    """`duda/distill/schedules.py`: how the KD weight λ_kd(t) grows (`conf/distill/schedule/`)."""
+
+    name: str = "linear"  # linear | cosine | step | constant
+    ramp_start: int = 0
+    ramp_end: int | None = None  # None = distill.pre_iters
+
+
+@dataclass
+class FusionConfig:
+    """`duda/distill/fusion.py`: how teacher probability maps are fused (`conf/distill/fusion/`)."""
+
+    name: str = "mean"  # mean | max_confidence | weighted
+    weights: list[float] | None = None  # `weighted`: teacher first, then extra_teachers in order
+
+
+@dataclass
+class ExtraTeacherConfig:
+    """A frozen large network used only in stage-2 multi-teacher fusion."""
+
+    checkpoint: str = MISSING
+    model: ModelConfig | None = None  # None = the same architecture as the teacher
+
+
+@dataclass
+class InconsistencyConfig:
+    """`duda/distill/inconsistency.py`: class weights from student–pseudo-label disagreement."""
+
+    enabled: bool = True
+    momentum: float = 0.99
+    gamma: float = 1.0
+    clip: list[float] = field(default_factory=lambda: [0.1, 10.0])
+
+
+@dataclass
+class FinetuneConfig:
+    """Stage 2 (after `pre_iters`): only the small student trains."""
+
+    update_teacher: bool = False
+    source_weight: float = 1.0
 
 
 @dataclass
 class DistillConfig:
-    """`duda/distill/`: knowledge distillation into the small student (`none` turns it off)."""
+    """`duda/distill/`: knowledge distillation into the small student (`none` turns it off).
+
+    Every knob and which of them come from the paper: docs/method.md.
+    """
 
     name: str = "none"
+    pre_iters: int = 0  # stage-1 (pre-adaptation) length; stage 2 runs to trainer.max_iters
+    tau: float = 1.0
+    kd_weight: float = 1.0
+    pl_ramp: bool = False  # ramp the student's hard pseudo-label CE weight with the KD schedule
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    extra_teachers: list[ExtraTeacherConfig] = field(default_factory=list)
+    inconsistency: InconsistencyConfig = field(default_factory=InconsistencyConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
 @dataclass
@@ -110,6 +247,11 @@ class LossConfig:
     """Weights of the loss terms, one key per pure loss function."""
 
     source: float = 1.0
+    mix: float = 1.0  # ClassMix CE with pseudo-labels
+    fd: float = 0.005  # ImageNet feature distance (when uda.fd.enabled)
+    mic: float = 1.0  # masked-image consistency (when uda.mic.enabled)
+    kd: float = 1.0  # DUDA soft distillation term (on top of the schedule's λ_kd(t))
+    inconsistency: float = 1.0  # DUDA stage-2 class-weighted pseudo-label CE
 
 
 @dataclass

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,9 +29,11 @@ TINY = [
 ]
 
 
-def _train(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+def _train(
+    tmp_path: Path, *overrides: str, experiment: str = "synth_source_only"
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_API_KEY": "", "HOME": str(tmp_path)}
-    cmd = [sys.executable, "-m", "duda.train", "+experiment=synth_source_only", *overrides]
+    cmd = [sys.executable, "-m", "duda.train", f"+experiment={experiment}", *overrides]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -48,7 +51,10 @@ def test_source_only_run_writes_results_metrics_checkpoint_and_wandb(tmp_path):
     assert results["iteration"] == 4 and results["model"] == "mit_b0+segformer"
     assert len(results["iou"]) == 19 and 0 <= results["mIoU"] <= 100
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["iteration"] for line in lines] == [2, 4]
+    records = [json.loads(line) for line in lines]
+    assert [r["iteration"] for r in records if r["split"] == "val"] == [2, 4]
+    assert [r["iteration"] for r in records if r["split"] == "train"] == [1, 2, 3, 4]
+    assert all("loss/source" in r for r in records if r["split"] == "train")
     assert "mIoU" in proc.stdout and "bicycle" in proc.stdout  # the per-class table
 
     final = torch.load(run_dir / "model_final.pt", weights_only=True)
@@ -70,3 +76,30 @@ def test_unknown_key_fails_before_work(tmp_path):
     proc = _train(tmp_path, "trainer.max_iter=3")
     assert proc.returncode != 0
     assert "max_iter" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("experiment", "extra", "terms"),
+    [
+        ("synth_daformer_mit_b0", ["uda=dacs"], {"loss/source", "loss/mix"}),
+        ("synth_mic_mit_b0", ["uda.fd.enabled=true"], {"loss/fd", "loss/mic", "loss/mix"}),
+    ],
+)
+def test_self_training_runs_log_terms_and_pseudo_label_quality(tmp_path, experiment, extra, terms):
+    run_dir = tmp_path / "run"
+    proc = _train(
+        tmp_path,
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.run.dir={run_dir}",
+        "logger=none",
+        *TINY,
+        *extra,
+        experiment=experiment,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["split"] == "train"]
+    assert len(train) == 4 and terms <= set(train[-1])
+    # the synthetic target has labels: pseudo-label quality is measured against them
+    assert 0 <= train[-1]["pl_teacher/acc"] <= 100 and "pl_teacher/iou/road" in train[-1]
+    assert 0 <= train[-1]["pl/teacher_confident"] <= 1

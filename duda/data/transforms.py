@@ -4,6 +4,11 @@ Train: keep-ratio resize (mmseg `keep_ratio=True` semantics), pad to the crop si
 that re-draws while one class dominates (`cat_max_ratio`, as mmseg's `RandomCrop`), horizontal
 flip, ImageNet normalisation. Evaluation: the same resize and normalisation only; the metric is
 computed against the label at its file resolution.
+
+Training samples also carry `valid`, a uint8 mask of the crop that says where a pseudo-label may
+be trusted (1) or not (0): the image borders given by `pseudo_margins` (Cityscapes rectification
+artefacts, reference sheet §4 "v2") and any padding. It is built at file resolution, before the
+resize, and goes through the same geometric steps as the image, so it lines up with it exactly.
 """
 
 from __future__ import annotations
@@ -81,22 +86,71 @@ def _to_tensors(image: np.ndarray, label: np.ndarray | None) -> dict[str, torch.
     return out
 
 
-class SegTransform:
-    """Callable wrapper: (RGB uint8 image, train-ID label or None) -> normalised CHW tensors."""
+def check_margins(margins: Sequence[int] | None) -> tuple[int, int, int, int] | None:
+    """Validate `[top, bottom, left, right]` pseudo-label margins (pixels at file resolution)."""
+    if margins is None:
+        return None
+    values = tuple(margins)
+    if len(values) != 4 or not all(isinstance(v, int) and v >= 0 for v in values):
+        raise ValueError(
+            f"pseudo_margins must be [top, bottom, left, right], four pixel counts >= 0 at the "
+            f"image file's resolution (e.g. [30, 240, 30, 30] for Cityscapes), got {list(values)}"
+        )
+    return values  # type: ignore[return-value]
 
-    def __init__(self, compose: A.Compose, label_follows: bool = True):
+
+def border_invalid_mask(height: int, width: int, margins: Sequence[int] | None) -> np.ndarray:
+    """uint8 HxW, 1 inside the border margins, 0 elsewhere.
+
+    Why inverted ("invalid", not "valid"): padding fills every mask target with the label's
+    ignore value (255), which is non-zero, so padded pixels come out invalid for free.
+    """
+    invalid = np.zeros((height, width), np.uint8)
+    if margins is None:
+        return invalid
+    top, bottom, left, right = margins
+    invalid[:top] = 1
+    invalid[max(height - bottom, 0) :] = 1  # bottom = 0 gives the empty slice [height:]
+    invalid[:, :left] = 1
+    invalid[:, max(width - right, 0) :] = 1
+    return invalid
+
+
+class SegTransform:
+    """Callable wrapper: (RGB uint8 image, train-ID label or None) -> normalised CHW tensors.
+
+    With `with_valid`, the output also holds `valid` (uint8 HxW of the output crop): the
+    pseudo-label border mask of the module docstring, built from `margins`.
+    """
+
+    def __init__(
+        self,
+        compose: A.Compose,
+        label_follows: bool = True,
+        with_valid: bool = False,
+        margins: Sequence[int] | None = None,
+    ):
         self.compose = compose
         self.label_follows = label_follows  # False: the label keeps its file resolution
+        self.with_valid = with_valid
+        self.margins = check_margins(margins)
 
     def set_seed(self, seed: int) -> None:
         """Give each DataLoader worker its own augmentation stream (called from worker_init_fn)."""
         self.compose.set_random_seed(seed)
 
     def __call__(self, image: np.ndarray, label: np.ndarray | None) -> dict[str, torch.Tensor]:
-        if label is None or not self.label_follows:
-            return _to_tensors(self.compose(image=image)["image"], label)
-        out = self.compose(image=image, mask=label)
-        return _to_tensors(out["image"], out["mask"])
+        targets: dict[str, np.ndarray] = {"image": image}
+        if label is not None and self.label_follows:
+            targets["mask"] = label
+        if self.with_valid:
+            targets["valid"] = border_invalid_mask(*image.shape[:2], self.margins)
+        out = self.compose(**targets)
+        result = _to_tensors(out["image"], out["mask"] if "mask" in targets else label)
+        if self.with_valid:
+            valid = (out["valid"] == 0).astype(np.uint8)
+            result["valid"] = torch.from_numpy(np.ascontiguousarray(valid))
+        return result
 
 
 def _resize(resize_hw: Sequence[int] | None) -> list[A.BasicTransform]:
@@ -116,7 +170,9 @@ def build_train_transform(
     cat_max_ratio: float = 1.0,
     flip_p: float = 0.5,
     seed: int | None = None,
+    pseudo_margins: Sequence[int] | None = None,
 ) -> SegTransform:
+    """Training crops; every sample carries `valid` (all ones but padding when margins are None)."""
     crop_h, crop_w = crop_hw
     steps = _resize(resize_hw) + [
         A.PadIfNeeded(
@@ -131,7 +187,8 @@ def build_train_transform(
         A.HorizontalFlip(p=flip_p),
         _normalize(),
     ]
-    return SegTransform(A.Compose(steps, seed=seed))
+    compose = A.Compose(steps, additional_targets={"valid": "mask"}, seed=seed)
+    return SegTransform(compose, with_valid=True, margins=pseudo_margins)
 
 
 def build_eval_transform(resize_hw: Sequence[int] | None = None) -> SegTransform:

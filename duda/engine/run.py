@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from duda.data.build import build_domain, ensure_synthetic
+from duda.data.datasets import DatasetLayoutError
 from duda.data.loaders import eval_loader, train_loader
 from duda.engine.evaluation import EvalSettings
 from duda.engine.metrics import format_table
@@ -34,6 +35,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def build_target(cfg: DictConfig, needs_target: bool):
+    """The target domain; its training labels are loaded only to measure pseudo-label quality
+    (`uda.log_pl_quality`), when the split has them; methods never train on them."""
+    want_labels = needs_target and cfg.uda.log_pl_quality
+    try:
+        return build_domain(cfg.dataset.target, cfg.seed + 1, with_val=True, train_labels=want_labels)
+    except DatasetLayoutError:
+        if not want_labels:
+            raise
+        print("target training split has no labels: pseudo-label accuracy will not be logged")
+        return build_domain(cfg.dataset.target, cfg.seed + 1, with_val=True, train_labels=False)
+
+
 def run_training(
     cfg: DictConfig, run_dir: Path, wandb_env_mode: str | None = None, has_wandb_key: bool = False
 ) -> dict[str, Any]:
@@ -46,9 +60,11 @@ def run_training(
     amp_dtype = torch.bfloat16 if t.precision.value == "bf16" else None
 
     ensure_synthetic(cfg.dataset)
-    source = build_domain(cfg.dataset.source, cfg.seed, with_val=False)
-    target = build_domain(cfg.dataset.target, cfg.seed + 1, with_val=True, train_labels=False)
+    source = build_domain(cfg.dataset.source, cfg.seed, with_val=False, rcs=cfg.dataset.rcs)
+    if hasattr(source.train, "describe"):  # rare-class sampling: say once what it draws
+        print(source.train.describe())
     method = build_method(cfg, device, amp_dtype)
+    target = build_target(cfg, getattr(method, "needs_target", False))
     workers = t.num_workers
     source_loader = train_loader(source.train, t.batch_size, workers, cfg.seed)
     target_loader = (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from duda.data.classes import CLASS_NAMES
 from duda.data.loaders import EndlessLoader
 from duda.engine.checkpoint import save_checkpoint
 from duda.engine.evaluation import EvalSettings, evaluate
+from duda.engine.metrics import summarize
 from duda.logging import RunLogger
 from duda.uda.method import Method
 
@@ -30,6 +30,23 @@ class Schedule:
     def due(self, it: int, interval: int) -> bool:
         """Whether iteration `it` (1-based count of finished steps) ends on this interval."""
         return it == self.max_iters or (interval > 0 and it % interval == 0)
+
+
+def window_means(sums: dict[str, torch.Tensor], iters: int) -> dict[str, float]:
+    """Log-window figures: scalars averaged over the window; `confusion/<name>` matrices
+    (summed counts, e.g. pseudo-labels against target labels) become `<name>/acc`,
+    `<name>/mIoU` and `<name>/iou/<class>` in percent."""
+    out: dict[str, float] = {}
+    for key, value in sums.items():
+        if key.startswith("confusion/"):
+            name = key.removeprefix("confusion/")
+            summary = summarize(value.cpu(), CLASS_NAMES)
+            out[f"{name}/acc"] = summary["aAcc"]
+            out[f"{name}/mIoU"] = summary["mIoU"]
+            out |= {f"{name}/iou/{c}": v for c, v in summary["iou"].items()}
+        else:
+            out[key] = float(value) / iters
+    return out
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -69,21 +86,21 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         s = self.schedule
-        sums: dict[str, float] = defaultdict(float)
+        sums: dict[str, torch.Tensor] = {}
         window_start, window_iters = time.perf_counter(), 0
         bar = tqdm(total=s.max_iters, desc="train", unit="it", disable=not self.progress)
         for it in range(1, s.max_iters + 1):
             source = _to_device(next(self.source), self.device)
             target = _to_device(next(self.target), self.device) if self.target else None
             logs = self.method.train_step(source, target, it - 1)
-            for k, v in logs.items():
-                sums[k] += float(v)
+            for k, v in logs.items():  # summed on the device; read back only at log time
+                sums[k] = sums[k] + v.detach() if k in sums else v.detach().clone()
             window_iters += 1
             bar.update(1)
 
             if s.due(it, s.log_interval):
                 elapsed = time.perf_counter() - window_start
-                means = {k: v / window_iters for k, v in sums.items()}
+                means = window_means(sums, window_iters)
                 means["lr"] = self.method.current_lr()
                 means["it_per_s"] = window_iters / max(elapsed, 1e-9)
                 bar.set_postfix(loss=f"{means.get('loss/total', float('nan')):.3f}")

@@ -17,6 +17,8 @@ class RunLogger:
         self.wandb = wandb
 
     def log_train(self, values: dict[str, float], step: int) -> None:
+        """Loss terms, schedules and pseudo-label quality of one log window."""
+        self.metrics.write({"iteration": step, "split": "train", **values})
         if self.wandb:
             self.wandb.log({f"train/{k}": v for k, v in values.items()}, step=step)
 

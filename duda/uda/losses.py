@@ -13,18 +13,32 @@ def pixel_ce(
     labels: torch.Tensor,
     weight: torch.Tensor | None = None,
     ignore_index: int = IGNORE_INDEX,
+    *,
+    class_weight: torch.Tensor | None = None,
+    avg_non_ignore: bool = False,
 ) -> torch.Tensor:
-    """Per-pixel cross-entropy at label resolution, optionally pixel-weighted.
+    """Per-pixel cross-entropy at label resolution, optionally pixel- and class-weighted.
 
     As the reference (mmseg `CrossEntropyLoss` with `avg_non_ignore=False`): logits are
     bilinearly upsampled to the label size, and the mean runs over *all* pixels, ignored and
     zero-weight ones included, so a crop with many ignored pixels contributes a smaller loss.
+    `class_weight` (C,) scales each pixel's loss by the weight of its label class (constants:
+    no gradient flows into them). `avg_non_ignore=True` divides by the number of non-ignored
+    pixels instead (mmseg's option of that name); DUDA's inconsistency loss uses it.
     """
     if logits.shape[-2:] != labels.shape[-2:]:
         logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    if class_weight is not None:
+        class_weight = class_weight.detach().to(device=logits.device, dtype=torch.float32)
     loss = F.cross_entropy(
-        logits.float(), labels.long(), ignore_index=ignore_index, reduction="none"
+        logits.float(),
+        labels.long(),
+        weight=class_weight,
+        ignore_index=ignore_index,
+        reduction="none",
     )
     if weight is not None:
         loss = loss * weight
+    if avg_non_ignore:
+        return loss.sum() / (labels != ignore_index).sum().clamp(min=1)
     return loss.mean()
