@@ -72,11 +72,23 @@ class HeadConfig:
 
 
 @dataclass
-class ModelConfig:
-    """`duda/models/build.py: build_model`: the segmentor, then the levers of `levers.py`."""
+class NetworkConfig:
+    """A backbone + head pair, e.g. DUDA's large teacher/student architecture."""
 
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
+
+
+@dataclass
+class ModelConfig:
+    """`duda/models/build.py: build_model`: the segmentor, then the levers of `levers.py`.
+
+    `backbone` + `head` are the deployed (small) network of every method; `large` is DUDA's
+    teacher / large-student architecture (`model/large=mit_b5`), unused by other methods."""
+
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    large: NetworkConfig | None = None
     channels_last: bool = False  # NHWC parameters (faster convs under bf16 on tensor cores)
     grad_checkpointing: bool = False  # recompute backbone activations in backward
     compile: bool = False  # nn.Module.compile() of the segmentor (state_dict keys unchanged)
@@ -169,6 +181,7 @@ class UDAConfig:
     `dacs`/`daformer`/`mic` are EMA self-training with more components switched on."""
 
     name: str = "source_only"
+    base: str | None = None  # `duda`: the large pair's method, daformer | mic
     ema_alpha: float = 0.999
     ema_buffers: bool = False  # the reference averages parameters only
     teacher_bn_train: bool = True  # the reference teacher normalises with target-batch stats
@@ -312,6 +325,7 @@ class LoggerConfig:
 @dataclass
 class PathsConfig:
     data_dir: str = "${oc.env:DUDA_DATA,data}"
+    weights_dir: str = "${oc.env:DUDA_WEIGHTS,weights}"  # ImageNet checkpoints, e.g. mit_b5.pth
     output_dir: str = "outputs"
 
 

@@ -103,3 +103,34 @@ def test_self_training_runs_log_terms_and_pseudo_label_quality(tmp_path, experim
     # the synthetic target has labels: pseudo-label quality is measured against them
     assert 0 <= train[-1]["pl_teacher/acc"] <= 100 and "pl_teacher/iou/road" in train[-1]
     assert 0 <= train[-1]["pl/teacher_confident"] <= 1
+
+
+def test_duda_runs_both_stages_through_the_entry_point(tmp_path):
+    run_dir = tmp_path / "run"
+    small_large = [  # a B0-sized "large" pair keeps the test fast
+        "model.large.backbone.name=mit_b0",
+        "model.large.head.name=segformer",
+        "model.large.head.dilations=null",
+        "distill.pre_iters=2",
+    ]
+    proc = _train(
+        tmp_path,
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.run.dir={run_dir}",
+        "logger=none",
+        *TINY,
+        *small_large,
+        experiment="synth_duda",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["split"] == "train"]
+    stage1, stage2 = train[1], train[3]  # iterations 2 (t = 1) and 4 (t = 3)
+    assert {"loss/large_source", "loss/large_mix", "loss/student_pl", "loss/student_kd"} <= set(
+        stage1
+    )
+    assert "loss/large_source" not in stage2 and "loss/student_inconsistency" in stage2
+    assert "inconsistency/w/road" in stage2 and "pl_fused/acc" in stage2
+    assert "student/acc" in stage2 and 0 <= stage2["distill/agreement"] <= 1
+    final = torch.load(run_dir / "model_final.pt", weights_only=True)
+    assert final["config"]["model"]["backbone"]["name"] == "mit_b0"

@@ -13,11 +13,11 @@ from omegaconf import DictConfig, OmegaConf
 from duda.data.build import build_domain, ensure_synthetic
 from duda.data.datasets import DatasetLayoutError
 from duda.data.loaders import eval_loader, train_loader
+from duda.distill.build import build_method
 from duda.engine.evaluation import EvalSettings
 from duda.engine.metrics import format_table
 from duda.engine.trainer import Schedule, Trainer
 from duda.logging import build_run_logger
-from duda.uda.build import build_method
 
 
 def resolve_device(name: str) -> torch.device:
@@ -40,7 +40,9 @@ def build_target(cfg: DictConfig, needs_target: bool):
     (`uda.log_pl_quality`), when the split has them; methods never train on them."""
     want_labels = needs_target and cfg.uda.log_pl_quality
     try:
-        return build_domain(cfg.dataset.target, cfg.seed + 1, with_val=True, train_labels=want_labels)
+        return build_domain(
+            cfg.dataset.target, cfg.seed + 1, with_val=True, train_labels=want_labels
+        )
     except DatasetLayoutError:
         if not want_labels:
             raise

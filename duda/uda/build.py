@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from duda.models import build_segmentor
+from duda.models.build import build_model
 from duda.optim import build_optimizer, build_scheduler
 from duda.uda.method import Method
 from duda.uda.mixing import StrongAugment
@@ -34,15 +34,16 @@ def components_from_config(uda: Any, loss: Any) -> Components:
         fd_weight=loss.fd if uda.fd.enabled else 0.0,
         fd_classes=tuple(uda.fd.classes),
         fd_min_ratio=uda.fd.min_ratio,
-        mic_weight=loss.mic if uda.mic.enabled else 0.0,
+        mic_weight=loss.mic if uda.mic.enabled or uda.base == "mic" else 0.0,
         mic_block=uda.mic.block_size,
         mic_ratio=uda.mic.ratio,
     )
 
 
 def build_trainable(model_cfg: Any, cfg: Any, device: torch.device):
-    """A segmentor with its optimizer and schedule, as every trained network of a method gets."""
-    model = build_segmentor(model_cfg.backbone, model_cfg.head, cfg.dataset.num_classes).to(device)
+    """A segmentor (with the `model.*` levers) and its optimizer and schedule, as every trained
+    network of a method gets."""
+    model = build_model(model_cfg, cfg.dataset.num_classes).to(device)
     optimizer = build_optimizer(model, cfg.optimizer)
     scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.trainer.max_iters, cfg.optimizer.lr)
     return model, optimizer, scheduler
@@ -55,6 +56,10 @@ def build_method(cfg: Any, device: torch.device, amp_dtype: torch.dtype | None) 
     model, optimizer, scheduler = build_trainable(cfg.model, cfg, device)
     if name in SUPERVISED:
         return SourceOnly(model, optimizer, scheduler, cfg.loss.source, amp_dtype)
+    return build_self_training(cfg, model, optimizer, scheduler, amp_dtype)
+
+
+def build_self_training(cfg: Any, model, optimizer, scheduler, amp_dtype) -> SelfTraining:
     return SelfTraining(
         model,
         optimizer,

@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import nn
 from timm.layers import DropPath
+from torch import nn
 
 
 def ema_alpha(it: int, alpha: float) -> float:
@@ -60,7 +60,11 @@ class EMATeacher:
     """
 
     def __init__(
-        self, student: nn.Module, alpha: float = 0.999, ema_buffers: bool = False, bn_train: bool = True
+        self,
+        student: nn.Module,
+        alpha: float = 0.999,
+        ema_buffers: bool = False,
+        bn_train: bool = True,
     ):
         self.alpha = alpha
         self.ema_buffers = ema_buffers

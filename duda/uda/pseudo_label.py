@@ -31,10 +31,7 @@ def pseudo_label(
     probs = torch.softmax(logits.float(), dim=1)
     max_prob, labels = probs.max(dim=1)
     confident = (max_prob >= threshold).float()
-    if per_image:
-        q = confident.flatten(1).mean(1).view(-1, 1, 1)
-    else:
-        q = confident.mean()
+    q = confident.flatten(1).mean(1).view(-1, 1, 1) if per_image else confident.mean()
     weight = q * torch.ones_like(max_prob)
     if valid is not None:
         weight = weight * valid.to(weight.dtype)

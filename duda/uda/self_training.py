@@ -60,6 +60,7 @@ class MixedBatch:
     image: torch.Tensor
     label: torch.Tensor
     weight: torch.Tensor
+    mask: torch.Tensor  # N×1×H×W, 1 where source pixels were pasted
 
 
 class SelfTraining:
@@ -86,8 +87,9 @@ class SelfTraining:
         self.num_classes = num_classes
         self.amp_dtype = amp_dtype
         self.generator = torch.Generator().manual_seed(seed)
-        self.ema = EMATeacher(model, components.ema_alpha, components.ema_buffers,
-                              components.teacher_bn_train)
+        self.ema = EMATeacher(
+            model, components.ema_alpha, components.ema_buffers, components.teacher_bn_train
+        )
         self.imnet: nn.Module | None = None
         if components.fd_weight > 0:
             self.imnet = copy.deepcopy(model.backbone).eval().requires_grad_(False)
@@ -125,7 +127,10 @@ class SelfTraining:
             with torch.no_grad(), autocast(source["image"].device, self.amp_dtype):
                 ref = self.imnet(source["image"])[-1]
             mask = thing_mask(
-                source["label"], feats[-1].shape[-2:], self.c.fd_classes, self.c.fd_min_ratio,
+                source["label"],
+                feats[-1].shape[-2:],
+                self.c.fd_classes,
+                self.c.fd_min_ratio,
                 self.num_classes,
             )
             fd = self.c.fd_weight * feature_distance(feats[-1], ref, mask)
@@ -156,7 +161,7 @@ class SelfTraining:
         label = one_mix(masks, source["label"], teacher.label)
         weight = one_mix(masks, torch.ones_like(teacher.weight), teacher.weight)
         image = self.c.augment(image, jitter, blur, self.generator)
-        return MixedBatch(image, label, weight)
+        return MixedBatch(image, label, weight, masks)
 
     def learn_mixed(self, mixed: MixedBatch) -> dict[str, torch.Tensor]:
         with autocast(mixed.image.device, self.amp_dtype):
@@ -188,7 +193,9 @@ class SelfTraining:
         the confusion of the pseudo-labels against them for accuracy and per-class IoU."""
         logs = {f"pl/{name}_confident": teacher.confident_share.detach()}
         if "label" in target:
-            logs[f"confusion/pl_{name}"] = confusion(teacher.label, target["label"], self.num_classes)
+            logs[f"confusion/pl_{name}"] = confusion(
+                teacher.label, target["label"], self.num_classes
+            )
         return logs
 
     # -- Method protocol -----------------------------------------------------------------

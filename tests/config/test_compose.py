@@ -40,6 +40,23 @@ def test_gta_cs_mit_b0_uses_real_roots_and_b0():
     assert cfg.dataset.target.root == "/datasets/cityscapes"
     assert cfg.dataset.synth is None
     assert cfg.trainer.max_iters == 40000
+    # DUDA: a MiT-B5 + DAFormer teacher pair distilled into MiT-B0 + SegFormer
+    assert cfg.uda.name == "duda" and cfg.uda.base == "daformer" and cfg.distill.name == "duda"
+    assert cfg.model.head.name == "segformer"
+    assert cfg.model.large.backbone.name == "mit_b5" and cfg.model.large.head.name == "daformer"
+    assert cfg.model.backbone.pretrained == "weights/mit_b0.pth"
+    assert cfg.model.large.backbone.pretrained == "weights/mit_b5.pth"
+
+
+@pytest.mark.parametrize(
+    ("student", "backbone", "head"),
+    [("efficientvit_b1", "efficientvit_b1", "segformer"), ("resnet18", "resnet18", "deeplabv2")],
+)
+def test_student_group_wins_over_the_experiment_network(student, backbone, head):
+    cfg = _compose(["+experiment=synth_duda", f"model/student={student}", "model/large=resnet101"])
+    assert (cfg.model.backbone.name, cfg.model.head.name) == (backbone, head)
+    assert cfg.model.large.backbone.name == "resnet101"
+    assert cfg.model.large.head.name == "deeplabv2"
 
 
 def test_group_overrides_compose():

@@ -1,0 +1,145 @@
+"""DUDA's two stages on tiny networks: shared teacher/mix, stage switch, multi-teacher."""
+
+import copy
+
+import torch
+from omegaconf import OmegaConf
+
+from duda.distill.fusion import build_fusion
+from duda.distill.inconsistency import InconsistencyTracker
+from duda.distill.schedules import Schedule
+from duda.distill.step import DUDA
+from duda.models import build_segmentor
+from duda.optim import build_optimizer, build_scheduler
+from duda.uda.self_training import Components, SelfTraining
+
+HEAD = OmegaConf.create({"name": "segformer", "embed_dim": 32, "dropout": 0.1, "dilations": None})
+OPT = OmegaConf.create(
+    {"name": "adamw", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.01, "head_lr_mult": 10}
+)
+SCHED = OmegaConf.create(
+    {"name": "poly_warmup", "warmup_iters": 0, "warmup_ratio": 1e-6, "power": 1.0, "min_lr": 0.0}
+)
+
+
+def _net(name: str = "mit_b0"):
+    backbone = OmegaConf.create({"name": name, "pretrained": None, "drop_path_rate": 0.0})
+    model = build_segmentor(backbone, HEAD, 19)
+    opt = build_optimizer(model, OPT)
+    return model, opt, build_scheduler(opt, SCHED, 10, 1e-3)
+
+
+def _duda(pre_iters: int = 2, extra=None, **kw) -> DUDA:
+    torch.manual_seed(0)
+    large = SelfTraining(*_net("mit_b0"), Components())
+    return DUDA(
+        large,
+        *_net(),
+        pre_iters=pre_iters,
+        kd_schedule=Schedule("linear", 1.0, 0, pre_iters),
+        pl_schedule=None,
+        fuse=build_fusion(OmegaConf.create({"name": "mean", "weights": None})),
+        tracker=InconsistencyTracker(19),
+        extra_teachers=extra,
+        **kw,
+    )
+
+
+def _batches():
+    g = torch.Generator().manual_seed(0)
+    source = {
+        "image": torch.randn(2, 3, 32, 32, generator=g),
+        "label": torch.randint(0, 19, (2, 32, 32), generator=g),
+    }
+    target = {
+        "image": torch.randn(2, 3, 32, 32, generator=g),
+        "label": torch.randint(0, 19, (2, 32, 32), generator=g),
+        "valid": torch.ones(2, 32, 32, dtype=torch.uint8),
+    }
+    return source, target
+
+
+def test_stage1_trains_both_students_from_one_teacher_forward(monkeypatch):
+    method = _duda(pre_iters=4)
+    source, target = _batches()
+    calls = {"teacher": 0, "mix": 0}
+    real_pl, real_mix = method.large.pseudo_labels, method.large.mix
+
+    def counting_pl(*a, **k):
+        calls["teacher"] += 1
+        return real_pl(*a, **k)
+
+    def counting_mix(*a, **k):
+        calls["mix"] += 1
+        return real_mix(*a, **k)
+
+    monkeypatch.setattr(method.large, "pseudo_labels", counting_pl)
+    monkeypatch.setattr(method.large, "mix", counting_mix)
+    large_before = copy.deepcopy(method.large.model.state_dict())
+    student_before = copy.deepcopy(method.student.state_dict())
+    logs = method.train_step(source, target, 0)
+    logs = method.train_step(source, target, 2)
+    assert calls == {"teacher": 2, "mix": 2}
+    for key in ("loss/large_source", "loss/large_mix", "loss/student_source", "loss/student_pl"):
+        assert key in logs and torch.isfinite(logs[key])
+    # the linear ramp is at 2/4 of kd_weight at t = 2, and the KD term is on
+    assert float(logs["distill/lambda_kd"]) == 0.5 and "loss/student_kd" in logs
+    assert 0 <= float(logs["distill/agreement"]) <= 1
+    changed = lambda m, before: any(  # noqa: E731
+        not torch.equal(p, before[n]) for n, p in m.state_dict().items()
+    )
+    assert changed(method.large.model, large_before) and changed(method.student, student_before)
+
+
+def test_no_kd_term_before_the_ramp_starts():
+    method = _duda(pre_iters=4)
+    logs = method.train_step(*_batches(), 0)
+    assert float(logs["distill/lambda_kd"]) == 0.0 and "loss/student_kd" not in logs
+
+
+def test_stage_switch_frees_the_large_student_and_its_optimizer_state():
+    method = _duda(pre_iters=1)
+    source, target = _batches()
+    method.train_step(source, target, 0)
+    optimizer = method.large.optimizer
+    assert len(optimizer.state) > 0  # Adam moments exist after stage 1
+    teacher_before = copy.deepcopy(method.large.ema.state_dict())
+    logs = method.train_step(source, target, 1)
+    assert method.large_retired and method.large.model is None
+    assert method.large.optimizer is None and len(optimizer.state) == 0
+    for name, value in method.large.ema.state_dict().items():
+        if value.is_floating_point() and "running" not in name:
+            assert torch.equal(value, teacher_before[name]), f"teacher changed: {name}"
+    assert {"loss/student_kd", "loss/student_inconsistency", "loss/student_source"} <= set(logs)
+    assert "inconsistency/w/road" in logs and "confusion/student" in logs
+    assert "confusion/pl_fused" in logs and "confusion/pl_teacher" in logs
+    state = method.state_dict()
+    assert "large" not in state and state["large_retired"]
+
+
+def test_multi_teacher_fusion_uses_extra_teachers():
+    extra, _, _ = _net()
+    extra.eval().requires_grad_(False)
+    method = _duda(pre_iters=0, extra=[extra])
+    source, target = _batches()
+    logs: dict = {}
+    fused, _ = method.teacher_targets(target, logs)
+    teacher = torch.softmax(method.large.pseudo_labels(target).logits, 1)
+    with torch.no_grad():
+        other = torch.softmax(extra.predict(target["image"]), 1)
+    torch.testing.assert_close(fused, (teacher + other) / 2, rtol=1e-4, atol=1e-5)
+
+
+def test_resume_across_the_stage_switch():
+    source, target = _batches()
+    a = _duda(pre_iters=1)
+    a.train_step(source, target, 0)
+    a.train_step(source, target, 1)
+    b = _duda(pre_iters=1)
+    b.load_state_dict(copy.deepcopy(a.state_dict()))
+    assert b.large_retired and b.large.model is None
+    torch.manual_seed(3)
+    la = a.train_step(source, target, 2)
+    torch.manual_seed(3)
+    lb = b.train_step(source, target, 2)
+    assert float(la["loss/total"]) == float(lb["loss/total"])
