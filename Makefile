@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-all lint format constraints clean
+.PHONY: install demo test test-all lint format constraints clean bench-speed bench-accuracy model-table
 
 install: $(VENV)/.installed  ## create .venv and install duda with its dev extras
 
@@ -17,6 +17,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 demo: install  ## source-only MiT-B0 on the embedded synthetic benchmark (data generated on first use)
 	$(PY) -m duda.train +experiment=synth_source_only
+
+bench-speed: install  ## step time/memory ratios, EMA, data and inference figures -> bench/speed.{json,md}
+	HF_HUB_OFFLINE=1 $(PY) -m duda.bench speed --out bench $(BENCH_ARGS)
+
+bench-accuracy: install  ## every method x 3 seeds on the embedded benchmark -> bench/accuracy.{json,md,png}
+	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m duda.bench accuracy --style day --data-seed 0 --seeds 0,1,2 --out bench $(BENCH_ARGS)
+
+model-table: install  ## README "Models" backbone table: params and FLOPs at 512x512 of conf/model/backbone/*
+	HF_HUB_OFFLINE=1 $(PY) -m duda.models.table --size 512x512 --readme README.md
 
 test: install  ## the fast suite (what CI runs)
 	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -m "not slow" -q

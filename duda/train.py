@@ -13,7 +13,8 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from duda.config import ConfigError, register_configs, validate  # noqa: E402
-from duda.data.datasets import DatasetLayoutError  # noqa: E402
+from duda.data.datasets import BadSampleError, DatasetLayoutError  # noqa: E402
+from duda.data.rcs import RCSStatsError  # noqa: E402
 
 register_configs()
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -38,7 +39,7 @@ def main(cfg: DictConfig) -> float:
             wandb_env_mode=os.environ.get("WANDB_MODE"),
             has_wandb_key=has_wandb_api_key(os.environ, Path.home()),
         )
-    except DatasetLayoutError as err:
+    except (DatasetLayoutError, BadSampleError, RCSStatsError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     print(f"Results: {run_dir / 'results.json'}")

@@ -22,6 +22,8 @@ class EvalSettings:
     max_images: int | None = None
     autocast_dtype: torch.dtype | None = None
     progress: bool = True
+    # class-subset means to report (`dataset.metrics`); the first is `mIoU`. None: all classes
+    metrics: Sequence[str] | None = ("mIoU19",)
 
 
 @torch.inference_mode()
@@ -32,7 +34,8 @@ def evaluate(
     device: torch.device,
     settings: EvalSettings,
 ) -> dict:
-    """Returns {"mIoU", "aAcc", "iou": {class: IoU}, "images"} with IoU in percent."""
+    """Returns {"mIoU", <each of settings.metrics>, "aAcc", "iou": {class: IoU}, "images",
+    "skipped"} with IoU in percent; `skipped` counts unusable files left out of the split."""
     was_training = model.training
     model.eval()
     num_classes = len(class_names)
@@ -43,7 +46,7 @@ def evaluate(
         if settings.autocast_dtype
         else nullcontext()
     )
-    seen = 0
+    seen = bad = 0
     total = len(loader.dataset)
     if settings.max_images is not None:
         total = min(total, settings.max_images)
@@ -61,11 +64,15 @@ def evaluate(
                 )
             else:
                 logits = predict_whole(model.predict, images, out_hw)
-        cm.update(logits.argmax(1), labels)
+        cm.update(logits.argmax(1), labels)  # a bad file's item is all-ignore: adds nothing
         seen += images.shape[0]
+        if "bad" in batch:
+            bad += int(batch["bad"].sum())
         bar.update(images.shape[0])
     bar.close()
     model.train(was_training)
-    result = summarize(cm.matrix, class_names)
-    result["images"] = seen
+    metrics = settings.metrics if num_classes == 19 else None
+    result = summarize(cm.matrix, class_names, metrics)
+    result["images"] = seen - bad
+    result["skipped"] = int(getattr(loader.dataset, "skipped_count", 0))
     return result

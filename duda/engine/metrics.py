@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from duda.data.classes import IGNORE_INDEX
+from duda.data.classes import CLASS_SUBSETS, IGNORE_INDEX
 
 
 class ConfusionMatrix:
@@ -59,26 +59,59 @@ def pixel_accuracy(matrix: torch.Tensor) -> float:
     return float(matrix.diag().sum() / total) if total > 0 else float("nan")
 
 
-def summarize(matrix: torch.Tensor, class_names: Sequence[str]) -> dict:
-    """The figures every evaluation reports, in percent as papers quote them."""
+def subset_means(iou: torch.Tensor, metrics: Sequence[str]) -> dict[str, float]:
+    """Each named class-subset mean (`mIoU19`, `mIoU16`, `mIoU13`), in percent.
+
+    Computed over the subset's own classes, so mIoU16 is not mIoU19 * 19/16: the two agree only
+    when the three dropped classes score exactly 0.
+    """
+    out = {}
+    for name in metrics:
+        name = getattr(name, "value", name)
+        if name not in CLASS_SUBSETS:
+            raise ValueError(f"unknown metric {name!r}; expected one of {sorted(CLASS_SUBSETS)}")
+        subset = CLASS_SUBSETS[name]
+        if max(subset) >= len(iou):
+            raise ValueError(f"{name} needs {max(subset) + 1} classes, the matrix has {len(iou)}")
+        out[name] = 100 * mean_iou(iou, subset)
+    return out
+
+
+def summarize(
+    matrix: torch.Tensor, class_names: Sequence[str], metrics: Sequence[str] | None = None
+) -> dict:
+    """The figures every evaluation reports, in percent as papers quote them.
+
+    `mIoU` is the mean over all classes, or, when `metrics` names class subsets, the first of
+    them (the headline figure of the benchmark), and each named subset gets its own key.
+    """
     iou = iou_per_class(matrix)
-    return {
-        "mIoU": 100 * mean_iou(iou),
+    subsets = subset_means(iou, metrics) if metrics else {}
+    out = {
+        "mIoU": next(iter(subsets.values())) if subsets else 100 * mean_iou(iou),
+        **subsets,
         "aAcc": 100 * pixel_accuracy(matrix),
         "iou": {name: 100 * float(v) for name, v in zip(class_names, iou, strict=True)},
     }
+    if subsets:
+        out["metrics"] = list(subsets)
+    return out
 
 
 def format_table(summary: dict, title: str = "") -> str:
-    """A plain-text per-class table for logs and the end of a run."""
+    """A plain-text per-class table for logs and the end of a run, with every subset mean."""
     rows = [title] if title else []
-    width = max(len(n) for n in summary["iou"])
+    width = max(max(len(n) for n in summary["iou"]), 6)
     rows.append(f"{'class'.ljust(width)}   IoU")
     rows.append("-" * (width + 8))
     for name, value in summary["iou"].items():
         shown = "  n/a" if value != value else f"{value:5.1f}"
         rows.append(f"{name.ljust(width)} {shown}")
     rows.append("-" * (width + 8))
-    rows.append(f"{'mIoU'.ljust(width)} {summary['mIoU']:5.1f}")
+    means = summary.get("metrics") or [k for k in CLASS_SUBSETS if k in summary] or ["mIoU"]
+    for key in means:
+        value = summary[key]
+        shown = "  n/a" if value != value else f"{value:5.1f}"
+        rows.append(f"{key.ljust(width)} {shown}")
     rows.append(f"{'aAcc'.ljust(width)} {summary['aAcc']:5.1f}")
     return "\n".join(rows)

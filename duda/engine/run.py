@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from duda.data.build import build_domain, ensure_synthetic
+from duda.data.build import build_domain, ensure_synthetic, skipped_samples
 from duda.data.datasets import DatasetLayoutError
 from duda.data.loaders import eval_loader, train_loader
 from duda.distill.build import build_method
@@ -29,6 +29,10 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def _value(x: Any) -> Any:
+    return getattr(x, "value", x)  # OmegaConf hands enum fields back as Enum members
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -41,13 +45,23 @@ def build_target(cfg: DictConfig, needs_target: bool):
     want_labels = needs_target and cfg.uda.log_pl_quality
     try:
         return build_domain(
-            cfg.dataset.target, cfg.seed + 1, with_val=True, train_labels=want_labels
+            cfg.dataset.target,
+            cfg.seed + 1,
+            with_val=True,
+            train_labels=want_labels,
+            on_bad_sample=_value(cfg.dataset.on_bad_sample),
         )
     except DatasetLayoutError:
         if not want_labels:
             raise
         print("target training split has no labels: pseudo-label accuracy will not be logged")
-        return build_domain(cfg.dataset.target, cfg.seed + 1, with_val=True, train_labels=False)
+        return build_domain(
+            cfg.dataset.target,
+            cfg.seed + 1,
+            with_val=True,
+            train_labels=False,
+            on_bad_sample=_value(cfg.dataset.on_bad_sample),
+        )
 
 
 def run_training(
@@ -62,7 +76,13 @@ def run_training(
     amp_dtype = torch.bfloat16 if t.precision.value == "bf16" else None
 
     ensure_synthetic(cfg.dataset)
-    source = build_domain(cfg.dataset.source, cfg.seed, with_val=False, rcs=cfg.dataset.rcs)
+    source = build_domain(
+        cfg.dataset.source,
+        cfg.seed,
+        with_val=False,
+        rcs=cfg.dataset.rcs,
+        on_bad_sample=_value(cfg.dataset.on_bad_sample),
+    )
     if hasattr(source.train, "describe"):  # rare-class sampling: say once what it draws
         print(source.train.describe())
     method = build_method(cfg, device, amp_dtype)
@@ -86,6 +106,7 @@ def run_training(
         max_images=t.eval_max_images,
         autocast_dtype=amp_dtype,
         progress=t.progress,
+        metrics=[_value(m) for m in cfg.dataset.metrics],
     )
     trainer = Trainer(
         method=method,
@@ -100,6 +121,7 @@ def run_training(
         model_name=f"{cfg.model.backbone.name}+{cfg.model.head.name}",
         config=config,
         progress=t.progress,
+        skipped=lambda: skipped_samples(source, target),
     )
     try:
         results = trainer.fit()

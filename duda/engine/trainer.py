@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,7 @@ class Trainer:
         model_name: str,
         config: dict[str, Any],
         progress: bool = True,
+        skipped: Callable[[], int] | None = None,
     ):
         self.method = method
         self.source, self.target, self.val = source, target, val
@@ -82,6 +84,7 @@ class Trainer:
         self.model_name = model_name
         self.config = config
         self.progress = progress
+        self.skipped = skipped  # bad files left out so far (dataset.on_bad_sample=skip)
         self.last_eval: dict[str, Any] | None = None
 
     def fit(self) -> dict[str, Any]:
@@ -103,6 +106,8 @@ class Trainer:
                 means = window_means(sums, window_iters)
                 means["lr"] = self.method.current_lr()
                 means["it_per_s"] = window_iters / max(elapsed, 1e-9)
+                if self.skipped is not None:
+                    means["data/skipped"] = self.skipped()
                 bar.set_postfix(loss=f"{means.get('loss/total', float('nan')):.3f}")
                 self.logger.log_train(means, step=it)
                 sums.clear()
@@ -144,6 +149,8 @@ class Trainer:
             "model": self.model_name,
             "iteration": last["iteration"],
             "eval_images": last["images"],
+            **{k: last[k] for k in last.get("metrics", [])},
+            "metrics": last.get("metrics"),
         }
         self.logger.log_results(results)
         return results

@@ -9,9 +9,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from duda.models.backbones import build_backbone
 from duda.models.heads import build_head
+from duda.models.levers import apply_levers
 from duda.models.segmentor import Segmentor
 
-__all__ = ["build_segmentor"]
+__all__ = ["build_model", "build_segmentor"]
 
 
 def _plain(cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
@@ -35,7 +36,18 @@ def build_segmentor(
         bb.pop("name"),
         pretrained=bb.pop("pretrained", None),
         drop_path_rate=bb.pop("drop_path_rate", 0.1),
+        output_stride=bb.pop("output_stride", None),
         **bb,
     )
     dec = build_head(hd.pop("name"), net.channels, num_classes, **hd)
     return Segmentor(net, dec)
+
+
+def build_model(model: Mapping[str, Any] | DictConfig, num_classes: int) -> Segmentor:
+    """The whole ``model`` config group: the segmentor, then the memory/speed levers."""
+    return apply_levers(
+        build_segmentor(model["backbone"], model["head"], num_classes),
+        channels_last=bool(model.get("channels_last", False)),
+        grad_checkpointing=bool(model.get("grad_checkpointing", False)),
+        compile=bool(model.get("compile", False)),
+    )

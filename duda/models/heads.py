@@ -1,11 +1,14 @@
-"""Decode heads that turn a multi-scale feature pyramid into stride-4 class logits.
+"""Decode heads that turn a backbone's feature pyramid into class logits.
 
-Both heads size themselves from the backbone's ``channels`` so that a lightweight
-student (e.g. MiT-B0) and a large teacher share the same head code.
+Every head sizes itself from the backbone's ``channels`` so that a lightweight student (e.g.
+MiT-B0) and a large teacher share the same head code. SegFormer and DAFormer decode at the
+finest level (stride 4); DeepLabV2 classifies the deepest level only (stride 8 on a dilated
+ResNet). Callers never assume a stride: losses and ``Segmentor.predict`` resize by shape.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["HEADS", "DAFormerHead", "SegFormerHead", "build_head"]
+__all__ = ["HEADS", "DAFormerHead", "DeepLabV2Head", "SegFormerHead", "build_head"]
 
 
 class MLPEmbed(nn.Module):
@@ -145,9 +148,47 @@ class DAFormerHead(nn.Module):
         return self.classifier(self.dropout(x))
 
 
+class DeepLabV2Head(nn.Module):
+    """DeepLabV2's ASPP classifier: parallel dilated 3x3 convs straight to logits, summed.
+
+    No normalisation, activation, dropout or hidden width, as in the reference ``DLV2Head``
+    (each branch is a biased conv whose weights start at N(0, 0.01)). It reads only the deepest
+    backbone level, which a dilated ResNet keeps at stride 8. The published DeepLabV2 uses
+    dilations 6/12/18/24; the UDA literature's DeepLabV2 baselines (and DAFormer's ``r101v1c``
+    comparisons) use only 6/12, an artefact of AdaptSegNet returning inside its branch loop.
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        num_classes: int,
+        dilations: Sequence[int] = (6, 12, 18, 24),
+    ) -> None:
+        super().__init__()
+        dilations = tuple(int(d) for d in dilations)
+        if not dilations or min(dilations) < 1:
+            raise ValueError(
+                f"deeplabv2 head: dilations must be positive integers, got {dilations}"
+            )
+        self.branches = nn.ModuleList(
+            nn.Conv2d(in_channels[-1], num_classes, 3, padding=d, dilation=d) for d in dilations
+        )
+        for conv in self.branches:
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        x = feats[-1]
+        out = self.branches[0](x)
+        for branch in self.branches[1:]:
+            out = out + branch(x)
+        return out
+
+
 HEADS: dict[str, Callable[..., nn.Module]] = {
     "segformer": SegFormerHead,
     "daformer": DAFormerHead,
+    "deeplabv2": DeepLabV2Head,
 }
 
 
@@ -155,4 +196,10 @@ def build_head(name: str, in_channels: Sequence[int], num_classes: int, **kwargs
     """Build a decode head by name, sized for ``in_channels`` of the chosen backbone."""
     if name not in HEADS:
         raise ValueError(f"unknown head {name!r}; known heads: {sorted(HEADS)}")
+    options = list(inspect.signature(HEADS[name]).parameters)[2:]
+    unknown = sorted(set(kwargs) - set(options))
+    if unknown:
+        raise ValueError(
+            f"head {name!r} has no option(s) {unknown} (model.head.*); its options are {options}"
+        )
     return HEADS[name](list(in_channels), num_classes, **kwargs)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, to_2tuple, trunc_normal_
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 __all__ = ["MIT_SETTINGS", "MixVisionTransformer", "MiTSettings", "build_mit"]
 
@@ -197,6 +198,7 @@ class MixVisionTransformer(nn.Module):
         self.channels: list[int] = list(embed_dims)
         self.strides: list[int] = [4, 8, 16, 32]
         self.depths = list(depths)
+        self.grad_checkpointing = False
         # Stochastic depth grows linearly over *all* blocks, not per stage.
         total = sum(depths)
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
@@ -241,12 +243,25 @@ class MixVisionTransformer(nn.Module):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in backward instead of storing them.
+
+        Per block, so that only one block's activations live at a time during backward;
+        non-reentrant so that it works whether or not the input requires grad. Drop-path draws
+        the same mask in the recomputation because the RNG state is replayed.
+        """
+        self.grad_checkpointing = enable
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         outs = []
+        recompute = self.grad_checkpointing and torch.is_grad_enabled()
         for i in range(1, len(self.depths) + 1):
             x, height, width = getattr(self, f"patch_embed{i}")(x)
             for blk in getattr(self, f"block{i}"):
-                x = blk(x, height, width)
+                if recompute:
+                    x = checkpoint(blk, x, height, width, use_reentrant=False)
+                else:
+                    x = blk(x, height, width)
             x = getattr(self, f"norm{i}")(x)
             x = _tokens_to_map(x, height, width).contiguous()
             outs.append(x)

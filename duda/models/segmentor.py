@@ -14,8 +14,9 @@ __all__ = ["Segmentor"]
 class Segmentor(nn.Module):
     """Backbone + decode head.
 
-    ``forward`` stops at the decoder's stride-4 resolution because losses are cheaper
-    there and callers decide how to upsample; ``predict`` gives full-resolution logits.
+    ``forward`` stops at the decoder's own resolution (stride 4 for SegFormer/DAFormer, the
+    last stage's, 8 on a dilated ResNet, for DeepLabV2) because callers decide how to
+    upsample: losses resize to the label by shape. ``predict`` gives input-size logits.
     """
 
     def __init__(self, backbone: nn.Module, head: nn.Module) -> None:

@@ -3,6 +3,9 @@
 Parameters, forward FLOPs at an input size (counted by `torch.utils.flop_counter`, one
 multiply-add = 2 FLOPs) and the stage channels/strides of a backbone, or of a whole segmentor
 with `--head`. The figures a user needs to pick a student, without reading the code.
+
+Models are built on the meta device: FLOPs and parameter counts depend on shapes only, so
+nothing is allocated or computed and even ResNet-101 at output stride 8 is summarised at once.
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from duda.models.backbones import build_backbone
 from duda.models.build import build_segmentor
+from duda.models.heads import HEADS
 
 
 def count_flops(module: torch.nn.Module, size_hw: tuple[int, int]) -> int:
-    x = torch.zeros(1, 3, *size_hw)
+    """Forward FLOPs of one image, on the device of the module's parameters (meta works)."""
+    device = next(module.parameters()).device
+    x = torch.zeros(1, 3, *size_hw, device=device)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         module(x)
     return int(counter.get_total_flops())
@@ -28,6 +34,11 @@ def count_flops(module: torch.nn.Module, size_hw: tuple[int, int]) -> int:
 def summarize_model(
     name: str, size_hw: tuple[int, int] = (512, 512), head: str | None = None, num_classes: int = 19
 ) -> dict:
+    with torch.device("meta"):
+        return _summarize(name, size_hw, head, num_classes)
+
+
+def _summarize(name: str, size_hw: tuple[int, int], head: str | None, num_classes: int) -> dict:
     backbone = build_backbone(name, drop_path_rate=0.0).eval()
     info = {
         "name": name,
@@ -41,7 +52,7 @@ def summarize_model(
         return info
     model = build_segmentor(
         {"name": name, "pretrained": None, "drop_path_rate": 0.0},
-        {"name": head, "embed_dim": 256, "dropout": 0.0},
+        {"name": head},  # the head's own defaults
         num_classes,
     ).eval()
     info["head"] = head
@@ -60,9 +71,11 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", help="mit_b0 ... mit_b5 or any timm features_only model")
+    parser.add_argument(
+        "name", help="mit_b0 ... mit_b5, resnet18/50/101 (dilated) or any timm features_only model"
+    )
     parser.add_argument("--size", type=_parse_size, default=(512, 512), help="input HxW")
-    parser.add_argument("--head", choices=["segformer", "daformer"], default=None)
+    parser.add_argument("--head", choices=sorted(HEADS), default=None)
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args(argv)
     try:

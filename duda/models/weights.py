@@ -1,14 +1,15 @@
 """Loading pretrained backbone weights from the checkpoint formats found in the wild.
 
 Published MiT weights come as raw SegFormer state dicts, wrapped ones, full mmseg
-segmentor checkpoints and Hugging Face files; normalising them here keeps the model
-code free of any remapping logic.
+segmentor checkpoints and Hugging Face files; ResNet weights as timm or mmseg ``ResNetV1c``
+files. Normalising them here keeps the model code free of any remapping logic.
 """
 
 from __future__ import annotations
 
 import pickle
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,6 +27,18 @@ _HF_MARKER = re.compile(
     r"^(segformer\.)?(encoder\.patch_embeddings\.\d+|stages\.\d+\.patch_embeddings)\."
 )
 _HF_NON_BACKBONE = ("classifier.", "decode_head.")
+# mmseg/mmcv ResNetV1c keeps its deep stem, BN after the last conv included, in one `stem`
+# Sequential; timm splits off that last BN as `bn1`. The rest of the names agree.
+_MMSEG_V1C_STEM = {
+    "stem.0.": "conv1.0.",
+    "stem.1.": "conv1.1.",
+    "stem.3.": "conv1.3.",
+    "stem.4.": "conv1.4.",
+    "stem.6.": "conv1.6.",
+    "stem.7.": "bn1.",
+}
+# A BatchNorm step counter only matters with momentum=None; files without it are complete.
+_OPTIONAL_SUFFIX = "num_batches_tracked"
 
 
 class LoadReport(NamedTuple):
@@ -144,7 +157,16 @@ def _normalise(raw: Any, path: Path) -> dict[str, torch.Tensor]:
         }
     if any(_HF_MARKER.match(k) for k in state):
         state = convert_hf_state_dict(state)
+    if "stem.0.weight" in state and "layer1.0.conv1.weight" in state:
+        state = {_mmseg_v1c_to_timm(k): v for k, v in state.items()}
     return state
+
+
+def _mmseg_v1c_to_timm(key: str) -> str:
+    for old, new in _MMSEG_V1C_STEM.items():
+        if key.startswith(old):
+            return new + key[len(old) :]
+    return key
 
 
 def _summarise(names: list[str], label: str) -> str:
@@ -152,20 +174,28 @@ def _summarise(names: list[str], label: str) -> str:
     return f"{label} ({len(names)}): [{shown}]"
 
 
-def load_backbone_weights(module: nn.Module, path: str | Path, strict: bool = True) -> LoadReport:
+def load_backbone_weights(
+    module: nn.Module,
+    path: str | Path,
+    strict: bool = True,
+    adapt: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+) -> LoadReport:
     """Load a backbone checkpoint into ``module`` whatever published format it is in.
 
     With ``strict`` a mismatch raises ``ValueError`` listing what differs; without it the
-    compatible tensors are loaded and the differences are returned for logging.
+    compatible tensors are loaded and the differences are returned for logging. ``adapt``
+    renames/prunes the normalised state dict for one module type (timm ``features_only``).
     """
     path = Path(path)
     state = _normalise(_read_file(path), path)
+    if adapt is not None:
+        state = adapt(state)
     own = module.state_dict()
     # The ImageNet classifier shipped with mit_bX.pth is irrelevant to a backbone.
     if not any(k.startswith("head.") for k in own):
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
     # Module/checkpoint order (not sorted) so the first ten shown are the earliest layers.
-    missing = [k for k in own if k not in state]
+    missing = [k for k in own if k not in state and not k.endswith(_OPTIONAL_SUFFIX)]
     unexpected = [k for k in state if k not in own]
     mismatched = [
         f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"

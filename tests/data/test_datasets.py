@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import write_png
 
-from duda.data.datasets import DatasetLayoutError, build_dataset, read_train_ids
+from duda.data.datasets import BadSampleError, DatasetLayoutError, build_dataset, read_train_ids
 from duda.data.transforms import MEAN, STD, build_eval_transform, build_train_transform
 
 EXPECTED_BANDS = [0, 13, 255, 18]  # label IDs 7, 26, 0, 33 -> train IDs
@@ -88,14 +88,15 @@ def test_missing_root_names_layout(tmp_path):
     with pytest.raises(DatasetLayoutError) as err:
         build_dataset("cityscapes", tmp_path / "nowhere", "train", build_eval_transform())
     msg = str(err.value)
-    assert "leftImg8bit/{train,val}" in msg and "gtFine" in msg and "DUDA_DATA" in msg
+    assert "leftImg8bit/{train,val,test}" in msg and "gtFine" in msg and "DUDA_DATA" in msg
+    assert "python -m duda.data.prepare cityscapes --root" in msg
     with pytest.raises(DatasetLayoutError, match="images/00001.png"):
         build_dataset("gta", tmp_path / "nowhere", "train", build_eval_transform())
 
 
 def test_image_without_label_is_named(tiny_layouts):
     (tiny_layouts / "gta/labels/00002.png").unlink()
-    with pytest.raises(DatasetLayoutError, match="00002.png"):
+    with pytest.raises(BadSampleError, match="00002.png has no label"):
         build_dataset("gta", tiny_layouts / "gta", "train", build_eval_transform())
 
 

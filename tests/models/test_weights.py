@@ -159,3 +159,89 @@ def test_arbitrary_pickled_objects_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="refusing to load"):
         load_backbone_weights(build_mit("mit_b0"), path)
     assert not marker.exists()
+
+
+# --- ResNet "v1c" and other timm checkpoints -------------------------------------------------
+
+
+def _timm_classifier(name: str, **kwargs):
+    """The full timm ImageNet model, classifier included, as timm checkpoint files hold it."""
+    import timm
+
+    return timm.create_model(name, pretrained=False, **kwargs).eval()
+
+
+def _v1c(depth: int, **kwargs):
+    # ResNet-C: timm's deep stem (3x3 convs of 32, 32, 64 channels) on a ResNet-`depth`.
+    return _timm_classifier(f"resnet{depth}", stem_type="deep", stem_width=32, **kwargs)
+
+
+def test_resnet_timm_checkpoint_round_trip(tmp_path: Path) -> None:
+    full = _v1c(18, output_stride=8)
+    path = tmp_path / "resnet18c.pth"
+    torch.save(full.state_dict(), path)
+    assert "fc.weight" in torch.load(path)  # the ImageNet classifier is in the file
+    backbone = build_backbone("resnet18", pretrained=path, drop_path_rate=0.0).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        deepest = backbone(x)[-1]
+        expected = full.forward_features(x)  # timm: the last stage, before pooling
+    assert torch.equal(deepest, expected)
+
+
+def test_resnet_mmseg_v1c_checkpoint_loads(tmp_path: Path) -> None:
+    full = _v1c(18)
+    # mmseg ResNetV1c names, written out by hand: the deep stem with its last BN is `stem.N`,
+    # the rest is shared with timm. Older files lack the BN step counters.
+    stem = {"conv1.0": "stem.0", "conv1.1": "stem.1", "conv1.3": "stem.3", "conv1.4": "stem.4",
+            "conv1.6": "stem.6", "bn1": "stem.7"}  # fmt: skip
+    state = {}
+    for key, value in full.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        module, _, leaf = key.rpartition(".")
+        state[f"{stem.get(module, module)}.{leaf}"] = value
+    assert "stem.7.running_var" in state and "layer4.1.bn2.weight" in state
+    path = tmp_path / "resnet18_v1c.pth"
+    torch.save({"state_dict": state}, path)
+    backbone = build_backbone("resnet18", pretrained=path)
+    assert torch.equal(backbone.model.bn1.running_var, full.bn1.running_var)
+    assert torch.equal(backbone.model.conv1[6].weight, full.conv1[6].weight)
+    assert torch.equal(backbone.model.layer3[1].conv2.weight, full.layer3[1].conv2.weight)
+
+
+def test_flattened_timm_features_load_a_full_checkpoint(tmp_path: Path) -> None:
+    # EfficientViT's features_only wrapper renames `stem.in_conv` to `stem_in_conv`.
+    full = _timm_classifier("efficientvit_b1")
+    path = tmp_path / "efficientvit_b1.pth"
+    torch.save(full.state_dict(), path)
+    backbone = build_backbone("efficientvit_b1", pretrained=path).eval()
+    assert "stem_in_conv.conv.weight" in backbone.model.state_dict()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(backbone(x)[-1], full.forward_features(x))
+
+
+def test_deeper_resnet_checkpoint_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "resnet50c.pth"
+    with torch.device("meta"):
+        keys = _v1c(50).state_dict()
+    torch.save({k: torch.zeros(v.shape) for k, v in keys.items()}, path)
+    with pytest.raises(ValueError) as err:
+        build_backbone("resnet101", pretrained=path)
+    message = str(err.value)
+    assert str(path) in message
+    # ResNet-50 has 6 blocks in layer3, ResNet-101 23: the first missing one is layer3.6.
+    assert "missing keys (" in message and "layer3.6.conv1.weight" in message
+    assert "unexpected keys (0)" in message  # the file's classifier is not held against it
+
+
+def test_plain_stem_checkpoint_is_reported(tmp_path: Path) -> None:
+    # The most likely mistake: torchvision-style ResNet-18 weights (one 7x7 stem conv).
+    path = tmp_path / "resnet18_tv.pth"
+    torch.save(_timm_classifier("resnet18").state_dict(), path)
+    with pytest.raises(ValueError) as err:
+        build_backbone("resnet18", pretrained=path)
+    message = str(err.value)
+    assert "missing keys (" in message and "conv1.0.weight" in message
+    assert "unexpected keys (1): [conv1.weight]" in message

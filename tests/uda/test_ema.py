@@ -20,9 +20,11 @@ def test_foreach_update_matches_plain_loop():
     shapes = [(3, 4), (7,), (2, 3, 5), (1,)]
     teacher = [torch.randn(s, generator=g) for s in shapes]
     student = [torch.randn(s, generator=g) for s in shapes]
-    expected = [t.clone().mul_(0.9).add_(s, alpha=0.1) for t, s in zip(teacher, student)]
+    expected = [
+        t.clone().mul_(0.9).add_(s, alpha=0.1) for t, s in zip(teacher, student, strict=True)
+    ]
     ema_update_(teacher, student, 0.9)
-    for got, want in zip(teacher, expected):
+    for got, want in zip(teacher, expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
 
 
@@ -54,7 +56,7 @@ def test_first_update_copies_exactly_and_buffers_follow_the_knob():
         student[1].running_mean.fill_(3.0)
     plain = EMATeacher(_net(), alpha=0.99)
     plain.update(student, 0)
-    for p, q in zip(plain.model.parameters(), student.parameters()):
+    for p, q in zip(plain.model.parameters(), student.parameters(), strict=True):
         assert torch.equal(p, q)
     assert torch.equal(plain.model[1].running_mean, torch.zeros(4))  # buffers not averaged
     with_buffers = EMATeacher(_net(), alpha=0.99, ema_buffers=True)

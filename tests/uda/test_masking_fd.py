@@ -23,9 +23,7 @@ def test_masked_pixels_become_the_mean_colour():
 
 
 def test_downscale_label_ratio_by_hand():
-    label = torch.tensor(
-        [[[1, 1, 2, 2], [1, 1, 2, 255], [3, 3, 4, 4], [3, 0, 4, 4]]]
-    )
+    label = torch.tensor([[[1, 1, 2, 2], [1, 1, 2, 255], [3, 3, 4, 4], [3, 0, 4, 4]]])
     # blocks: all 1 -> 1; 3 of 4 = 2 (0.75) -> 2; 3 of 4 = 3 -> 3; all 4 -> 4
     assert downscale_label_ratio(label, 2, 0.75, 19).tolist() == [[[1, 2], [3, 4]]]
     # a stricter ratio drops the 3/4 blocks

@@ -81,7 +81,7 @@ def test_target_labels_never_reach_the_gradients():
         a.train_step(source, target, it)
         torch.manual_seed(it)
         b.train_step(source, other, it)
-    for (n, p), q in zip(a.model.named_parameters(), b.model.parameters()):
+    for (n, p), q in zip(a.model.named_parameters(), b.model.parameters(), strict=True):
         assert torch.equal(p, q), n
 
 

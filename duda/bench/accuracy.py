@@ -1,0 +1,396 @@
+"""`python -m duda.bench accuracy`: every method on the embedded benchmark, for several seeds.
+
+Each training is a separate `python -m duda.train +experiment=...` process, exactly what a user
+would run, in its own run directory; a run whose `results.json` exists is not trained again, so
+an interrupted benchmark resumes where it stopped. The data (one style, one data seed) is
+generated once, before any training starts, so parallel runs never race to write it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from duda.bench import stats
+from duda.bench.machine import cpu_model, usable_cores
+
+STYLES = ("day", "night", "fog")
+
+# accuracy.json key -> (experiment, extra overrides). The order is the table's.
+METHODS: dict[str, tuple[str, list[str]]] = {
+    "source_only_small": ("synth_source_only", []),
+    "uda_small": ("synth_daformer_mit_b0", []),
+    "uda_large": ("synth_daformer_mit_b2", []),
+    "duda_small": ("synth_duda", []),
+    "oracle_small": ("synth_oracle", []),
+}
+# One DUDA component off at a time (docs/method.md).
+ABLATIONS: dict[str, tuple[str, list[str]]] = {
+    "duda_no_kd": ("synth_duda", ["loss.kd=0"]),
+    "duda_no_gradual": ("synth_duda", ["distill/schedule=constant"]),
+    "duda_no_inconsistency": ("synth_duda", ["distill.inconsistency.enabled=false"]),
+    "duda_stage1_only": ("synth_duda", ["distill.pre_iters=${trainer.max_iters}"]),
+}
+LABELS = {
+    "source_only_small": "source-only, small",
+    "uda_small": "base UDA (DAFormer), small",
+    "uda_large": "base UDA (DAFormer), large",
+    "duda_small": "DUDA, small student",
+    "oracle_small": "oracle (target labels), small",
+    "duda_no_kd": "DUDA without soft KD",
+    "duda_no_gradual": "DUDA without the KD ramp",
+    "duda_no_inconsistency": "DUDA without the inconsistency loss",
+    "duda_stage1_only": "DUDA stage 1 only",
+}
+MIN_LARGE_MARGIN = 3.0  # the issue: base UDA large must beat small by this many mIoU
+
+
+@dataclass
+class AccuracySettings:
+    style: str = "day"
+    data_seed: int = 0
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    out: Path = Path("bench")  # the reports
+    work_dir: Path = Path("outputs/bench")  # runs/ and data/: git-ignored, kept for resuming
+    data_dir: Path | None = None  # default WORK_DIR/data
+    overrides: list[str] = field(default_factory=list)
+    ablations: bool = False
+    jobs: int = 1
+    threads: int | None = None
+    dry_run: bool = False
+    command: str | None = None
+
+    def check(self) -> None:
+        if self.style not in STYLES:
+            raise ValueError(f"--style {self.style}: expected one of {list(STYLES)}")
+        if not self.seeds:
+            raise ValueError("--seeds: give at least one seed, e.g. 0,1,2")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"--seeds {self.seeds}: a seed is repeated")
+        if self.jobs < 1 or (self.threads is not None and self.threads < 1):
+            raise ValueError("--jobs and --threads must be at least 1")
+
+    @property
+    def methods(self) -> dict[str, tuple[str, list[str]]]:
+        return METHODS | (ABLATIONS if self.ablations else {})
+
+    @property
+    def data_root(self) -> Path:
+        """Per data seed: the configs place the data under `<data_dir>/synth_<style>`."""
+        return (self.data_dir or self.work_dir / "data") / f"data_seed{self.data_seed}"
+
+    @property
+    def run_threads(self) -> int:
+        """Torch threads of each run, so that jobs × threads stays within the cores."""
+        return self.threads or max(1, usable_cores() // self.jobs)
+
+
+@dataclass
+class Run:
+    method: str
+    seed: int
+    run_dir: Path
+    overrides: list[str]
+
+    @property
+    def results_path(self) -> Path:
+        return self.run_dir / "results.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir.parent / f"{self.run_dir.name}.log"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "duda.train", *self.overrides]
+
+
+# ------------------------------------------------------------------------------ planning
+
+
+def override_key(override: str) -> str:
+    """`++a.b=1` -> `a.b`; `distill/schedule=constant` -> `distill/schedule`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def is_distill_override(override: str) -> bool:
+    """DUDA-only settings, which the single-network experiments do not have."""
+    return re.match(r"distill[./]", override_key(override)) is not None
+
+
+def scaled_pre_iters(overrides: list[str]) -> list[str]:
+    """When the schedule is scaled (`trainer.max_iters=M`) and stage 1's length is not given,
+    keep synth_duda's share of stage 1 (pre_iters / max_iters) instead of failing on
+    pre_iters > max_iters."""
+    keys = {override_key(o): o for o in overrides}
+    if "trainer.max_iters" not in keys or "distill.pre_iters" in keys:
+        return []
+    from duda.bench.configs import compose
+
+    default = compose(["+experiment=synth_duda"])
+    share = default.distill.pre_iters / default.trainer.max_iters
+    max_iters = int(keys["trainer.max_iters"].split("=", 1)[1])
+    return [f"distill.pre_iters={round(share * max_iters)}"]
+
+
+def run_overrides(s: AccuracySettings, method: str, seed: int, run_dir: Path) -> list[str]:
+    """The `duda.train` arguments of one run; the user's overrides come last and win."""
+    experiment, extra = s.methods[method]
+    is_duda = experiment == "synth_duda"
+    user = [o for o in s.overrides if is_duda or not is_distill_override(o)]
+    if is_duda and not any(override_key(o) == "distill.pre_iters" for o in extra):
+        user = scaled_pre_iters(user) + user
+    return [
+        f"+experiment={experiment}",
+        *data_overrides(s),
+        f"seed={seed}",
+        f"hydra.run.dir={run_dir}",
+        "logger=none",
+        "trainer.progress=false",
+        f"trainer.threads={s.run_threads}",
+        *extra,
+        *user,
+    ]
+
+
+def data_overrides(s: AccuracySettings) -> list[str]:
+    return [
+        f"dataset=synth_{s.style}",
+        f"dataset.synth.seed={s.data_seed}",
+        f"paths.data_dir={s.data_root}",
+    ]
+
+
+def plan(s: AccuracySettings) -> list[Run]:
+    """Every (method, seed) run, in table order."""
+    base = s.work_dir / "runs" / f"{s.style}_data{s.data_seed}"
+    runs = []
+    for method in s.methods:
+        for seed in s.seeds:
+            run_dir = base / method / f"seed{seed}"
+            runs.append(Run(method, seed, run_dir, run_overrides(s, method, seed, run_dir)))
+    return runs
+
+
+def pending(runs: list[Run]) -> list[Run]:
+    """The runs still to train: a run whose results.json exists is done (resumability)."""
+    return [r for r in runs if not r.results_path.is_file()]
+
+
+# ------------------------------------------------------------------------------ running
+
+
+def generate_data(s: AccuracySettings) -> None:
+    """Write (or find) the benchmark data once, with the same config the runs compose."""
+    from duda.bench.configs import compose
+    from duda.data.build import ensure_synthetic
+
+    user = [o for o in s.overrides if not is_distill_override(o)]
+    cfg = compose(["+experiment=synth_source_only", *data_overrides(s), *user])
+    ensure_synthetic(cfg.dataset)
+
+
+def train(run: Run, env: dict[str, str]) -> tuple[Run, int, float]:
+    run.log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with run.log_path.open("w") as log:
+        log.write("$ " + shlex.join(run.command()) + "\n")
+        log.flush()
+        proc = subprocess.run(run.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
+    return run, proc.returncode, time.perf_counter() - start
+
+
+def run_accuracy(s: AccuracySettings, log=print) -> int:
+    """Train what is missing, then write the reports from every results.json there is.
+    Returns 0 when every run has results, 1 otherwise."""
+    runs = plan(s)
+    todo = pending(runs)
+    log(
+        f"accuracy benchmark: style {s.style}, data seed {s.data_seed}, seeds {s.seeds}; "
+        f"{len(runs) - len(todo)} of {len(runs)} runs done, {len(todo)} to train "
+        f"({s.jobs} at a time, {s.run_threads} threads each)"
+    )
+    if s.dry_run:
+        for run in todo:
+            log(shlex.join(run.command()))
+        return 0
+    if todo:
+        generate_data(s)
+        env = os.environ | {
+            "NO_ALBUMENTATIONS_UPDATE": "1",
+            "HF_HUB_OFFLINE": "1",
+            "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"),
+        }
+        with ThreadPoolExecutor(max_workers=s.jobs) as pool:
+            futures = [pool.submit(train, run, env) for run in todo]
+            for n, future in enumerate(futures, 1):
+                run, code, seconds = future.result()
+                if code == 0 and run.results_path.is_file():
+                    miou = json.loads(run.results_path.read_text())["mIoU"]
+                    status = f"mIoU {miou:.2f}"
+                else:
+                    status = f"FAILED (exit {code}), see {run.log_path}"
+                log(f"[{n}/{len(todo)}] {run.method} seed {run.seed}: {status} ({seconds:.0f} s)")
+    report = collect(runs)
+    write_reports(s, report)
+    missing = [f"{r.method}/seed{r.seed}" for r in runs if not r.results_path.is_file()]
+    if missing:
+        log(f"runs without results: {', '.join(missing)}")
+        return 1
+    return 0
+
+
+# ------------------------------------------------------------------------------ reporting
+
+
+def collect(runs: list[Run]) -> dict[str, dict[str, list[Any]]]:
+    """Per method: per-seed mIoU (None where a run has no results), per-class IoU and the
+    network, in the order of `runs`."""
+    out: dict[str, dict[str, list[Any]]] = {}
+    for run in runs:
+        entry = out.setdefault(run.method, {"seeds": [], "miou": [], "iou": [], "model": []})
+        entry["seeds"].append(run.seed)
+        results = json.loads(run.results_path.read_text()) if run.results_path.is_file() else None
+        entry["miou"].append(None if results is None else float(results["mIoU"]))
+        entry["iou"].append(None if results is None else results.get("iou", {}))
+        entry["model"].append(None if results is None else results.get("model"))
+    return out
+
+
+def accuracy_json(report: dict[str, dict[str, list[Any]]]) -> dict[str, list[float | None]]:
+    """The interface of issue 9: method -> list of per-seed target mIoUs."""
+    return {method: list(entry["miou"]) for method, entry in report.items()}
+
+
+def class_means(report: dict[str, dict[str, list[Any]]]) -> dict[str, dict[str, float]]:
+    """Per method, the per-class IoU averaged over the seeds that have it (NaN where a class
+    never appears in the val split)."""
+    out = {}
+    for method, entry in report.items():
+        per_class: dict[str, list[float]] = {}
+        for iou in entry["iou"]:
+            for name, value in (iou or {}).items():
+                per_class.setdefault(name, []).append(value)
+        out[method] = {name: stats.mean_std(values)[0] for name, values in per_class.items()}
+    return out
+
+
+def summary_rows(report: dict[str, dict[str, list[Any]]]) -> list[dict[str, Any]]:
+    """Mean, std and gap closed of each method (gap closed from the seed means)."""
+    means = {m: stats.mean_std(e["miou"])[0] for m, e in report.items()}
+    src, oracle = means.get("source_only_small", math.nan), means.get("oracle_small", math.nan)
+    rows = []
+    for method, entry in report.items():
+        mean, std = stats.mean_std(entry["miou"])
+        model = next((m for m in entry["model"] if m), None)
+        rows.append(
+            {
+                "method": method,
+                "model": model,
+                "mean": mean,
+                "std": std,
+                "runs": len(stats.finite(entry["miou"])),
+                "gap_closed": stats.gap_closed(mean, src, oracle),
+                "per_seed": entry["miou"],
+            }
+        )
+    return rows
+
+
+def findings(rows: list[dict[str, Any]]) -> list[str]:
+    """The two questions the issue asks of the table, answered with its numbers."""
+    mean = {r["method"]: r["mean"] for r in rows}
+    lines = []
+    if not math.isnan(mean.get("uda_large", math.nan) - mean.get("uda_small", math.nan)):
+        margin = mean["uda_large"] - mean["uda_small"]
+        verdict = "enough" if margin >= MIN_LARGE_MARGIN else "**not enough**"
+        lines.append(
+            f"Base UDA large − small: {margin:+.1f} mIoU ({verdict}: the benchmark needs ≥ "
+            f"{MIN_LARGE_MARGIN:.0f} for a large teacher to have something to give)."
+        )
+    if not math.isnan(mean.get("duda_small", math.nan) - mean.get("uda_small", math.nan)):
+        gain = mean["duda_small"] - mean["uda_small"]
+        verdict = "beats" if gain > 0 else "does **not** beat"
+        lines.append(f"DUDA {verdict} base UDA with the same small network: {gain:+.1f} mIoU.")
+    return lines
+
+
+def accuracy_markdown(s: AccuracySettings, report: dict[str, dict[str, list[Any]]]) -> str:
+    rows = summary_rows(report)
+    table = [
+        [
+            LABELS.get(r["method"], r["method"]),
+            f"`{r['method']}`",
+            r["model"] or "–",
+            stats.fmt_mean_std(r["per_seed"]),
+            " / ".join(stats.fmt(v, 1) for v in r["per_seed"]),
+            stats.fmt(100 * r["gap_closed"], 0, " %"),
+        ]
+        for r in rows
+    ]
+    overrides = " ".join(s.overrides) if s.overrides else "none"
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    parts = [
+        f"Target mIoU (%) on the embedded benchmark, style `{s.style}`, data seed "
+        f"{s.data_seed}, seeds {', '.join(map(str, s.seeds))} (mean ± sample std); gap closed "
+        f"= (x − source-only) / (oracle − source-only). Extra overrides: {overrides}. "
+        f"Written {date} on {cpu_model()} ({usable_cores()} cores)",
+        f" by `{s.command}`.\n\n" if s.command else ".\n\n",
+        stats.markdown_table(["method", "key", "network", "mIoU", "per seed", "gap closed"], table),
+    ]
+    notes = findings(rows)
+    if notes:
+        parts.append("\n" + "\n".join(f"- {line}" for line in notes) + "\n")
+    means = class_means(report)
+    classes = next((list(m) for m in means.values() if m), [])
+    if classes:
+        parts.append("\nPer-class IoU (%), mean over seeds:\n\n")
+        parts.append(
+            stats.markdown_table(
+                ["class", *report],
+                [[c, *(stats.fmt(means[m].get(c), 1) for m in report)] for c in classes],
+            )
+        )
+    return "".join(parts)
+
+
+def write_reports(s: AccuracySettings, report: dict[str, dict[str, list[Any]]]) -> None:
+    """accuracy.json (the interface), accuracy.md, accuracy.png and accuracy_meta.json."""
+    from duda.bench.chart import class_bar_chart
+
+    s.out.mkdir(parents=True, exist_ok=True)
+    (s.out / "accuracy.json").write_text(
+        json.dumps(stats.json_safe(accuracy_json(report)), indent=2) + "\n"
+    )
+    (s.out / "accuracy.md").write_text(accuracy_markdown(s, report))
+    means = class_means(report)
+    if any(means.values()):
+        class_bar_chart(
+            {LABELS.get(m, m): v for m, v in means.items() if v},
+            s.out / "accuracy.png",
+            title=f"Per-class target IoU, synth {s.style} (data seed {s.data_seed}), "
+            f"mean of {len(s.seeds)} seeds",
+        )
+    meta = {
+        "command": s.command,
+        "style": s.style,
+        "data_seed": s.data_seed,
+        "seeds": s.seeds,
+        "overrides": s.overrides,
+        "experiments": {m: {"experiment": e, "overrides": o} for m, (e, o) in s.methods.items()},
+        "summary": summary_rows(report),
+        "per_class_mean": means,
+        "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu_model(), "cores": usable_cores()},
+    }
+    (s.out / "accuracy_meta.json").write_text(json.dumps(stats.json_safe(meta), indent=2) + "\n")

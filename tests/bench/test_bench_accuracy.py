@@ -1,0 +1,160 @@
+"""The accuracy benchmark's planning and reports, from fake results.json files: no training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from duda.bench import accuracy
+from duda.bench.accuracy import AccuracySettings, collect, pending, plan, run_accuracy
+from duda.bench.chart import _pil_chart
+from duda.bench.configs import compose
+
+FAKE = {  # per-seed target mIoU of each method
+    "source_only_small": [20.0, 22.0, 24.0],
+    "uda_small": [50.0, 52.0, 54.0],
+    "uda_large": [60.0, 60.0, 60.0],
+    "duda_small": [55.0, 56.0, 57.0],
+    "oracle_small": [70.0, 72.0, 74.0],
+}
+CLASSES = ["road", "sidewalk", "car"]
+
+
+def _settings(tmp_path: Path, **kw) -> AccuracySettings:
+    return AccuracySettings(out=tmp_path / "report", work_dir=tmp_path / "work", **kw)
+
+
+def _write_fake_results(runs, skip=()):
+    for run in runs:
+        if (run.method, run.seed) in skip:
+            continue
+        miou = FAKE[run.method][run.seed]
+        iou = {c: miou + i for i, c in enumerate(CLASSES)}
+        iou["car"] = float("nan") if run.seed == 0 else iou["car"]
+        run.run_dir.mkdir(parents=True)
+        results = {"mIoU": miou, "iou": iou, "model": f"net_{run.method}", "iteration": 1}
+        (run.run_dir / "results.json").write_text(json.dumps(results))
+
+
+def test_plan_covers_every_method_and_seed_and_resumes(tmp_path):
+    s = _settings(tmp_path)
+    runs = plan(s)
+    assert [(r.method, r.seed) for r in runs] == [(m, k) for m in FAKE for k in (0, 1, 2)]
+    assert len({r.run_dir for r in runs}) == len(runs)
+    _write_fake_results(runs, skip={("uda_large", 1)})
+    assert [(r.method, r.seed) for r in pending(runs)] == [("uda_large", 1)]
+
+
+def test_ablations_are_added_on_request(tmp_path):
+    methods = {r.method for r in plan(_settings(tmp_path, seeds=[0], ablations=True))}
+    assert set(accuracy.ABLATIONS) <= methods and set(FAKE) <= methods
+
+
+def test_reports_from_fake_results(tmp_path):
+    s = _settings(tmp_path, command="python -m duda.bench accuracy --out report")
+    _write_fake_results(plan(s))
+    assert run_accuracy(s, log=lambda *_: None) == 0  # nothing to train: all results exist
+    assert json.loads((s.out / "accuracy.json").read_text()) == FAKE
+
+    md = (s.out / "accuracy.md").read_text()
+    # means 22 / 52 / 60 / 56 / 72; gap closed (x - 22) / (72 - 22)
+    assert "| 22.0 ± 2.0 |" in md and "| 60.0 ± 0.0 |" in md
+    assert "| 60 % |" in md  # uda_small: 30 / 50
+    assert "| 76 % |" in md  # uda_large: 38 / 50
+    assert "| 68 % |" in md  # duda_small: 34 / 50
+    assert "| 100 % |" in md and "| 0 % |" in md
+    assert "+8.0 mIoU (enough" in md  # large - small
+    assert "DUDA beats base UDA with the same small network: +4.0 mIoU" in md
+    # per-class means; "car" is NaN for seed 0, so its mean is over seeds 1 and 2 only
+    assert "| road | 22.0 | 52.0 | 60.0 | 56.0 | 72.0 |" in md
+    assert "| car | 25.0 | 55.0 | 62.0 | 58.5 | 75.0 |" in md
+
+    png = (s.out / "accuracy.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    meta = json.loads((s.out / "accuracy_meta.json").read_text())
+    assert meta["summary"][0]["method"] == "source_only_small"
+
+
+def test_missing_runs_are_null_in_accuracy_json(tmp_path):
+    s = _settings(tmp_path)
+    runs = plan(s)
+    _write_fake_results(runs, skip={("duda_small", 2)})
+    accuracy.write_reports(s, collect(runs))
+    data = json.loads((s.out / "accuracy.json").read_text())
+    assert data["duda_small"] == [55.0, 56.0, None]
+    assert "| 55.5 ± 0.7 |" in (s.out / "accuracy.md").read_text()
+
+
+def test_run_command_passes_overrides_and_limits_threads(tmp_path, monkeypatch):
+    monkeypatch.setattr(accuracy, "usable_cores", lambda: 8)
+    s = _settings(
+        tmp_path,
+        style="night",
+        data_seed=3,
+        seeds=[1],
+        jobs=2,
+        overrides=["trainer.max_iters=200", "distill.tau=2.0"],
+    )
+    runs = {r.method: r for r in plan(s)}
+    src = runs["source_only_small"].overrides
+    assert src[0] == "+experiment=synth_source_only"
+    for expected in (
+        "dataset=synth_night",
+        "dataset.synth.seed=3",
+        f"paths.data_dir={tmp_path / 'work' / 'data' / 'data_seed3'}",
+        "seed=1",
+        f"hydra.run.dir={runs['source_only_small'].run_dir}",
+        "logger=none",
+        "trainer.progress=false",
+        "trainer.threads=4",  # 2 jobs x 4 threads = 8 cores
+    ):
+        assert expected in src
+    assert src[-1] == "trainer.max_iters=200"  # the user's override comes last and wins
+    assert not any(o.startswith("distill.") for o in src)  # DUDA-only keys stay out
+
+    duda = runs["duda_small"].overrides
+    assert duda[0] == "+experiment=synth_duda" and "distill.tau=2.0" in duda
+    default = compose(["+experiment=synth_duda"])
+    share = default.distill.pre_iters / default.trainer.max_iters
+    assert f"distill.pre_iters={round(share * 200)}" in duda  # stage 1 keeps its share
+
+
+def test_settings_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="style"):
+        _settings(tmp_path, style="rain").check()
+    with pytest.raises(ValueError, match="repeated"):
+        _settings(tmp_path, seeds=[0, 0]).check()
+
+
+def test_pil_fallback_chart_writes_a_png(tmp_path):
+    path = tmp_path / "chart.png"
+    _pil_chart(
+        {"a": {"road": 50.0, "car": float("nan")}, "b": {"road": 90.0, "car": 10.0}},
+        ["road", "car"],
+        path,
+        "title",
+    )
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_dry_run_trains_nothing(tmp_path, capsys):
+    from duda.bench.__main__ import main
+
+    code = main(
+        [
+            "accuracy",
+            "--out",
+            str(tmp_path / "r"),
+            "--work-dir",
+            str(tmp_path / "w"),
+            "--seeds",
+            "0",
+            "--dry-run",
+        ]
+    )
+    assert code == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "duda.train" in line]
+    assert len(lines) == len(FAKE)
+    assert not (tmp_path / "w").exists() and not (tmp_path / "r").exists()
