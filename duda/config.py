@@ -248,6 +248,7 @@ class DistillConfig:
     tau: float = 1.0
     kd_weight: float = 1.0
     pl_ramp: bool = False  # ramp the student's hard pseudo-label CE weight with the KD schedule
+    student_in_stage1: bool = True  # false: the student waits for stage 2 (no pre-adaptation)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     extra_teachers: list[ExtraTeacherConfig] = field(default_factory=list)

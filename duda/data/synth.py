@@ -195,10 +195,6 @@ def _work(task: tuple[Path, Job, int, tuple[int, int], str]) -> None:
     _write(out, job, image, labels)
 
 
-def _init_worker() -> None:
-    cv2.setNumThreads(1)  # parallelism comes from the pool; nested threads only contend
-
-
 # --------------------------------------------------------------------------- metadata
 
 
@@ -269,7 +265,9 @@ def _run(tasks: list[tuple], workers: int) -> None:
                 _work(task)
                 bar.update()
             return
-        with get_context().Pool(workers, initializer=_init_worker) as pool:
+        # No cv2.setNumThreads(1) initializer: in a worker forked from a process whose OpenCV
+        # thread pool has already run, that call can deadlock.
+        with get_context().Pool(workers) as pool:
             for _ in pool.imap_unordered(_work, tasks, chunksize=8):
                 bar.update()
 

@@ -55,6 +55,7 @@ class DUDA:
         inconsistency_weight: float = 1.0,
         finetune_source_weight: float = 1.0,
         update_teacher: bool = False,
+        student_in_stage1: bool = True,
         amp_dtype: torch.dtype | None = None,
     ):
         self.large = large
@@ -73,6 +74,7 @@ class DUDA:
         self.inconsistency_weight = inconsistency_weight
         self.finetune_source_weight = finetune_source_weight
         self.update_teacher = update_teacher
+        self.student_in_stage1 = student_in_stage1  # false: the "no pre-adaptation" ablation
         self.amp_dtype = amp_dtype
         self.num_classes = large.num_classes
         self.large_retired = False
@@ -99,12 +101,14 @@ class DUDA:
         mixed = large.mix(source, target, teacher, jitter, blur)  # one ClassMix for both
         logs |= _prefixed("large", large.learn_mixed(mixed))
         logs |= _prefixed("large", large.learn_masked(target, teacher))
-        logs |= self.learn_student_stage1(source, mixed, teacher, target, it)
+        if self.student_in_stage1:
+            logs |= self.learn_student_stage1(source, mixed, teacher, target, it)
 
         large.optimizer.step()
         large.scheduler.step()
-        self.optimizer.step()
-        self.scheduler.step()
+        if self.student_in_stage1:
+            self.optimizer.step()
+        self.scheduler.step()  # the student's schedule runs on the global iteration either way
         return _with_totals(logs)
 
     def learn_student_stage1(
@@ -271,7 +275,7 @@ def _prefixed(name: str, logs: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 def _with_totals(logs: dict[str, Any]) -> dict[str, Any]:
     losses = {k: v for k, v in logs.items() if k.startswith("loss/") and "total" not in k}
     student = [v for k, v in losses.items() if k.startswith("loss/student_")]
-    logs["loss/total"] = sum(student)  # the deployed network's objective (the progress bar)
+    logs["loss/total"] = sum(student) if student else sum(losses.values())  # the progress bar
     large = [v for k, v in losses.items() if k.startswith("loss/large_")]
     if large:
         logs["loss/large_total"] = sum(large)

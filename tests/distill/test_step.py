@@ -143,3 +143,12 @@ def test_resume_across_the_stage_switch():
     torch.manual_seed(3)
     lb = b.train_step(source, target, 2)
     assert float(la["loss/total"]) == float(lb["loss/total"])
+
+
+def test_no_pre_adaptation_leaves_the_student_untouched_in_stage1():
+    method = _duda(pre_iters=4, student_in_stage1=False)
+    before = copy.deepcopy(method.student.state_dict())
+    logs = method.train_step(*_batches(), 0)
+    assert not any(k.startswith("loss/student_") for k in logs)
+    for name, value in method.student.state_dict().items():
+        assert torch.equal(value, before[name]), name
