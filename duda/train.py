@@ -13,8 +13,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from duda.config import ConfigError, register_configs, validate  # noqa: E402
-from duda.data.datasets import BadSampleError, DatasetLayoutError  # noqa: E402
-from duda.data.rcs import RCSStatsError  # noqa: E402
+from duda.data.datasets import BadSampleError  # noqa: E402
 
 register_configs()
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -39,7 +38,9 @@ def main(cfg: DictConfig) -> float:
             wandb_env_mode=os.environ.get("WANDB_MODE"),
             has_wandb_key=has_wandb_api_key(os.environ, Path.home()),
         )
-    except (DatasetLayoutError, BadSampleError, RCSStatsError) as err:
+    # Missing datasets, statistics files or weights (FileNotFoundError and its subclasses
+    # DatasetLayoutError, RCSStatsError) and unreadable samples end with the message alone.
+    except (FileNotFoundError, BadSampleError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     print(f"Results: {run_dir / 'results.json'}")

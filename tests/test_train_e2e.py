@@ -134,3 +134,16 @@ def test_duda_runs_both_stages_through_the_entry_point(tmp_path):
     assert "student/acc" in stage2 and 0 <= stage2["distill/agreement"] <= 1
     final = torch.load(run_dir / "model_final.pt", weights_only=True)
     assert final["config"]["model"]["backbone"]["name"] == "mit_b0"
+
+
+def test_missing_weights_fail_with_the_path_and_the_way_out(tmp_path):
+    proc = _train(
+        tmp_path,
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"model.backbone.pretrained={tmp_path / 'mit_b0.pth'}",
+        "logger=none",
+        *TINY,
+    )
+    assert proc.returncode == 2
+    assert "mit_b0.pth not found" in proc.stderr and "pretrained=null" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -123,6 +123,12 @@ def convert_hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 
 
 def _read_file(path: Path) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"model weights {path} not found: put the ImageNet checkpoint there (directory "
+            "paths.weights_dir, env DUDA_WEIGHTS) or set model.backbone.pretrained=null "
+            "(model.large.backbone.pretrained=null for DUDA's large pair) to train from scratch"
+        )
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file
