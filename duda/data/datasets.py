@@ -273,6 +273,35 @@ def _conditions(requested: Iterable[str], valid: Sequence[str], dataset: str) ->
     return list(requested)
 
 
+def _find_flat(
+    root: Path,
+    images_sub: str,
+    labels_sub: str,
+    name: str,
+    kind: str,
+    layout: str,
+    hint: str,
+    encoding: str,
+    with_labels: bool,
+    policy: BadSamplePolicy | None,
+) -> list[Sample]:
+    """A source set without splits: every image of `images_sub` paired by file stem with the
+    original label of `labels_sub` (converted `*_labelTrainIds.png` files beside them skipped)."""
+    root, policy = Path(root), policy or BadSamplePolicy()
+    images_dir, labels_dir = root / images_sub, root / labels_sub
+    if not images_dir.is_dir() or (with_labels and not labels_dir.is_dir()):
+        raise _layout_error(name, root, layout, hint, kind)
+    images = {p.stem: p for p in images_dir.glob("*.png")}
+    if not images:
+        raise _layout_error(f"{name} images", root, layout, f"{images_dir} holds no *.png.", kind)
+    if not with_labels:
+        return [Sample(images[k], None, encoding) for k in sorted(images)]
+    labels = {
+        p.stem: p for p in labels_dir.glob("*.png") if not p.name.endswith("_labelTrainIds.png")
+    }
+    return _pair(images, labels, name, policy, encoding)
+
+
 def find_gta(
     root: Path,
     split: str = "train",
@@ -281,19 +310,10 @@ def find_gta(
     policy: BadSamplePolicy | None = None,
 ) -> list[Sample]:
     """All of GTA5 (it has no splits: the whole set is the source training set)."""
-    root, policy = Path(root), policy or BadSamplePolicy()
-    images_dir, labels_dir = root / "images", root / "labels"
-    if not images_dir.is_dir() or (with_labels and not labels_dir.is_dir()):
-        raise _layout_error("GTA5", root, GTA_LAYOUT, GTA_HINT, "gta")
-    images = {p.stem: p for p in images_dir.glob("*.png")}
-    if not images:
-        raise _layout_error("GTA5 images", root, GTA_LAYOUT, f"{images_dir} holds no *.png.", "gta")
-    if not with_labels:
-        return [Sample(images[k], None) for k in sorted(images)]
-    labels = {
-        p.stem: p for p in labels_dir.glob("*.png") if not p.name.endswith("_labelTrainIds.png")
-    }
-    return _pair(images, labels, "GTA5", policy, "label_ids")
+    return _find_flat(
+        root, "images", "labels", "GTA5", "gta", GTA_LAYOUT, GTA_HINT, "label_ids",
+        with_labels, policy,
+    )  # fmt: skip
 
 
 def find_synthia(
@@ -304,20 +324,10 @@ def find_synthia(
     policy: BadSamplePolicy | None = None,
 ) -> list[Sample]:
     """All of SYNTHIA-RAND-CITYSCAPES (no splits; a source training set only)."""
-    root, policy = Path(root), policy or BadSamplePolicy()
-    images_dir, labels_dir = root / "RGB", root / "GT" / "LABELS"
-    if not images_dir.is_dir() or (with_labels and not labels_dir.is_dir()):
-        raise _layout_error("SYNTHIA", root, SYNTHIA_LAYOUT, SYNTHIA_HINT, "synthia")
-    images = {p.stem: p for p in images_dir.glob("*.png")}
-    if not images:
-        msg = f"{images_dir} holds no *.png."
-        raise _layout_error("SYNTHIA images", root, SYNTHIA_LAYOUT, msg, "synthia")
-    if not with_labels:
-        return [Sample(images[k], None, "synthia") for k in sorted(images)]
-    labels = {
-        p.stem: p for p in labels_dir.glob("*.png") if not p.name.endswith("_labelTrainIds.png")
-    }
-    return _pair(images, labels, "SYNTHIA", policy, "synthia")
+    return _find_flat(
+        root, "RGB", "GT/LABELS", "SYNTHIA", "synthia", SYNTHIA_LAYOUT, SYNTHIA_HINT, "synthia",
+        with_labels, policy,
+    )  # fmt: skip
 
 
 def find_cityscapes(
