@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from conftest import write_png
 
 H = 8  # label height; every band is H x BAND pixels
 BAND = 4
@@ -22,25 +22,14 @@ def bands(ids: Sequence[int], dtype=np.uint8) -> np.ndarray:
     return np.repeat(np.asarray(ids, dtype=dtype), BAND)[None, :].repeat(H, axis=0)
 
 
-def _png(path: Path, array: np.ndarray, palette: bool = False) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if palette:
-        im = Image.frombytes("P", (array.shape[1], array.shape[0]), array.tobytes())
-        # colours unrelated to the indices: a reader must use the indices
-        im.putpalette([v for i in range(256) for v in (255 - i, (7 * i) % 256, i)])
-    else:
-        im = Image.fromarray(array)
-    im.save(path)
-
-
 def write_gta_label(path: Path, array: np.ndarray) -> None:
     """A palette PNG of label IDs as GTA5 ships them (indices kept exactly as given)."""
-    _png(path, array, palette=True)
+    write_png(path, array, palette=True)
 
 
 def _image(path: Path, h: int, w: int, seed: int) -> None:
     rgb = np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
-    _png(path, rgb)
+    write_png(path, rgb)
 
 
 def make_gta(root: Path, labels: Sequence[np.ndarray]) -> list[Path]:
@@ -49,7 +38,7 @@ def make_gta(root: Path, labels: Sequence[np.ndarray]) -> list[Path]:
     for i, label in enumerate(labels, 1):
         _image(root / "images" / f"{i:05d}.png", *label.shape, seed=i)
         out.append(root / "labels" / f"{i:05d}.png")
-        _png(out[-1], label, palette=True)
+        write_png(out[-1], label, palette=True)
     return out
 
 
@@ -84,7 +73,7 @@ def make_cityscapes(
             stem = f"{city}_{i:06d}_000019"
             _image(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", *label.shape, i)
             out.append(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png")
-            _png(out[-1], label)
+            write_png(out[-1], label)
     return out
 
 
@@ -100,7 +89,7 @@ def make_acdc(
             stem = f"{seq}_frame_{i:06d}"
             _image(root / "rgb_anon" / cond / split / seq / f"{stem}_rgb_anon.png", *label.shape, i)
             out.append(root / "gt" / cond / split / seq / f"{stem}_gt_labelTrainIds.png")
-            _png(out[-1], label)
+            write_png(out[-1], label)
     for cond in sorted({c for c, _ in labels}):
         for i in range(test):
             seq = f"GOPR9{cond[0].upper()}{len(cond)}"
@@ -115,7 +104,7 @@ def make_darkzurich(root: Path, val: Sequence[np.ndarray], train: int = 2, test:
     for i, label in enumerate(val):
         stem = f"{seq}_frame_{i:06d}"
         _image(root / "rgb_anon/val/night" / seq / f"{stem}_rgb_anon.png", *label.shape, i)
-        _png(root / "gt/val/night" / seq / f"{stem}_gt_labelTrainIds.png", label)
+        write_png(root / "gt/val/night" / seq / f"{stem}_gt_labelTrainIds.png", label)
     for split, count in (("train", train), ("test", test)):
         for i in range(count):
             name = f"GOPR0{i}{len(split)}_frame_{i:06d}_rgb_anon.png"
