@@ -4,37 +4,21 @@ import copy
 
 import torch
 from omegaconf import OmegaConf
+from tiny_training import tiny_trainable, uda_batches
 
 from duda.distill.fusion import build_fusion
 from duda.distill.inconsistency import InconsistencyTracker
 from duda.distill.schedules import Schedule
 from duda.distill.step import DUDA
-from duda.models import build_segmentor
-from duda.optim import build_optimizer, build_scheduler
 from duda.uda.self_training import Components, SelfTraining
-
-HEAD = OmegaConf.create({"name": "segformer", "embed_dim": 32, "dropout": 0.1, "dilations": None})
-OPT = OmegaConf.create(
-    {"name": "adamw", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.01, "head_lr_mult": 10}
-)
-SCHED = OmegaConf.create(
-    {"name": "poly_warmup", "warmup_iters": 0, "warmup_ratio": 1e-6, "power": 1.0, "min_lr": 0.0}
-)
-
-
-def _net(name: str = "mit_b0"):
-    backbone = OmegaConf.create({"name": name, "pretrained": None, "drop_path_rate": 0.0})
-    model = build_segmentor(backbone, HEAD, 19)
-    opt = build_optimizer(model, OPT)
-    return model, opt, build_scheduler(opt, SCHED, 10, 1e-3)
 
 
 def _duda(pre_iters: int = 2, extra=None, **kw) -> DUDA:
     torch.manual_seed(0)
-    large = SelfTraining(*_net("mit_b0"), Components())
+    large = SelfTraining(*tiny_trainable(0.0), Components())
     return DUDA(
         large,
-        *_net(),
+        *tiny_trainable(0.0),
         pre_iters=pre_iters,
         kd_schedule=Schedule("linear", 1.0, 0, pre_iters),
         pl_schedule=None,
@@ -46,17 +30,7 @@ def _duda(pre_iters: int = 2, extra=None, **kw) -> DUDA:
 
 
 def _batches():
-    g = torch.Generator().manual_seed(0)
-    source = {
-        "image": torch.randn(2, 3, 32, 32, generator=g),
-        "label": torch.randint(0, 19, (2, 32, 32), generator=g),
-    }
-    target = {
-        "image": torch.randn(2, 3, 32, 32, generator=g),
-        "label": torch.randint(0, 19, (2, 32, 32), generator=g),
-        "valid": torch.ones(2, 32, 32, dtype=torch.uint8),
-    }
-    return source, target
+    return uda_batches(32)
 
 
 def test_stage1_trains_both_students_from_one_teacher_forward(monkeypatch):
@@ -118,7 +92,7 @@ def test_stage_switch_frees_the_large_student_and_its_optimizer_state():
 
 
 def test_multi_teacher_fusion_uses_extra_teachers():
-    extra, _, _ = _net()
+    extra, _, _ = tiny_trainable(0.0)
     extra.eval().requires_grad_(False)
     method = _duda(pre_iters=0, extra=[extra])
     source, target = _batches()

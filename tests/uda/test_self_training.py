@@ -4,41 +4,18 @@ import copy
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from tiny_training import tiny_trainable, uda_batches
 
-from duda.models import build_segmentor
-from duda.optim import build_optimizer, build_scheduler
 from duda.uda.self_training import Components, SelfTraining
-
-BACKBONE = OmegaConf.create({"name": "mit_b0", "pretrained": None, "drop_path_rate": 0.1})
-HEAD = OmegaConf.create({"name": "segformer", "embed_dim": 32, "dropout": 0.1, "dilations": None})
-OPT = OmegaConf.create(
-    {"name": "adamw", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.01, "head_lr_mult": 10}
-)
-SCHED = OmegaConf.create(
-    {"name": "poly_warmup", "warmup_iters": 0, "warmup_ratio": 1e-6, "power": 1.0, "min_lr": 0.0}
-)
 
 
 def _method(**kw) -> SelfTraining:
     torch.manual_seed(0)
-    model = build_segmentor(BACKBONE, HEAD, 19)
-    opt = build_optimizer(model, OPT)
-    return SelfTraining(model, opt, build_scheduler(opt, SCHED, 10, 1e-3), Components(**kw))
+    return SelfTraining(*tiny_trainable(), Components(**kw))
 
 
-def _batches(seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    source = {
-        "image": torch.randn(2, 3, 64, 64, generator=g),
-        "label": torch.randint(0, 19, (2, 64, 64), generator=g),
-    }
-    target = {
-        "image": torch.randn(2, 3, 64, 64, generator=g),
-        "label": torch.randint(0, 19, (2, 64, 64), generator=g),
-        "valid": torch.ones(2, 64, 64, dtype=torch.uint8),
-    }
-    return source, target
+def _batches():
+    return uda_batches(64)
 
 
 @pytest.mark.parametrize(
