@@ -41,6 +41,7 @@ from duda.data.datasets import (  # noqa: E402
 from duda.data.loaders import eval_loader  # noqa: E402
 from duda.data.transforms import build_eval_transform  # noqa: E402
 from duda.engine.checkpoint import load_checkpoint  # noqa: E402
+from duda.engine.device import resolve_device  # noqa: E402
 from duda.engine.evaluation import EvalSettings, evaluate  # noqa: E402
 from duda.engine.inference import predict_slide, predict_whole  # noqa: E402
 from duda.engine.metrics import format_table  # noqa: E402
@@ -121,15 +122,6 @@ def write_predictions(
     return written
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} but CUDA is not available; use --device cpu")
-    return device
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m duda.evaluate",
@@ -155,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     try:
-        device = _device(a.device)
+        device = resolve_device(a.device, "--device")
         model, cfg = load_model(a.checkpoint, device)
         target = cfg.dataset.target
         split = a.split or target.val_split

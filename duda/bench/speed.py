@@ -28,6 +28,7 @@ from duda.bench import stats
 from duda.bench.configs import compose
 from duda.bench.machine import describe_line, describe_machine
 from duda.bench.memory import PeakMemory, release_free_memory
+from duda.engine.device import resolve_device
 
 STEPS = ("source_only", "uda_small", "uda_large", "duda_stage1", "duda_stage2")
 SECTIONS = ("steps", "ema", "data", "inference")
@@ -178,15 +179,6 @@ def settings_from(preset: str, **given: Any) -> SpeedSettings:
 
 
 # ------------------------------------------------------------------------------ timing
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda but CUDA is not available")
-    return device
 
 
 def time_once(fn: Callable[[], Any], device: torch.device) -> float:
@@ -604,7 +596,7 @@ def run_speed(
     s.check()
     if s.threads:
         torch.set_num_threads(s.threads)
-    device = resolve_device(s.device)
+    device = resolve_device(s.device, "--device")
     precision = (
         s.precision if s.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     )

@@ -14,19 +14,11 @@ from duda.data.build import build_domain, ensure_synthetic, skipped_samples
 from duda.data.datasets import DatasetLayoutError
 from duda.data.loaders import eval_loader, train_loader
 from duda.distill.build import build_method
+from duda.engine.device import resolve_device
 from duda.engine.evaluation import EvalSettings
 from duda.engine.metrics import format_table
 from duda.engine.trainer import Schedule, Trainer
 from duda.logging import build_run_logger
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"trainer.device={name} but CUDA is not available; use device=cpu")
-    return device
 
 
 def _value(x: Any) -> Any:
