@@ -1,13 +1,11 @@
 """The DUDA ablation rows: each switches off exactly its component; the sweep lists them all."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from tiny_runs import multirun
 
 from duda.config import register_configs
 
@@ -66,32 +64,17 @@ def test_sweep_lists_every_row():
 
 @pytest.mark.slow
 def test_every_row_of_the_sweep_runs(tmp_path):
-    tiny = [
-        "dataset.synth.source_count=6",
-        "dataset.synth.target_count=6",
-        "dataset.synth.val_count=2",
-        "dataset.synth.size=[128,64]",
-        "dataset.source.crop_hw=[64,64]",
-        "dataset.target.crop_hw=[64,64]",
+    proc = multirun(
+        tmp_path,
+        "+experiment=synth_duda",
+        "+sweep=duda_ablation",
         "model.large.backbone.name=mit_b0",
         "model.large.head.name=segformer",
         "model.large.head.dilations=null",
-        "trainer.max_iters=2",
         "distill.pre_iters=1",
-        "trainer.batch_size=2",
-        "trainer.num_workers=0",
-        "trainer.progress=false",
-        "trainer.threads=1",
         "logger=none",
-    ]
-    cmd = [
-        sys.executable, "-m", "duda.train", "-m", "+experiment=synth_duda",
-        "+sweep=duda_ablation", f"paths.data_dir={tmp_path / 'data'}",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}", *tiny,
-    ]  # fmt: skip
-    env = {**os.environ, "WANDB_MODE": "disabled", "HOME": str(tmp_path)}
-    repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=1200)
+        wandb_mode="disabled",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = sorted((tmp_path / "sweep").glob("*/results.json"))
     assert len(results) == len(ROWS)

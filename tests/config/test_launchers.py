@@ -1,13 +1,11 @@
 """Launcher presets compose into the right Hydra launcher; submitit runs jobs as processes."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from tiny_runs import multirun
 
 from duda.config import register_configs
 
@@ -37,27 +35,13 @@ def test_local_presets():
 
 @pytest.mark.slow
 def test_two_job_multirun_through_submitit_local(tmp_path):
-    tiny = [
-        "dataset.synth.source_count=6",
-        "dataset.synth.target_count=6",
-        "dataset.synth.val_count=2",
-        "dataset.synth.size=[128,64]",
-        "dataset.source.crop_hw=[64,64]",
-        "dataset.target.crop_hw=[64,64]",
-        "trainer.max_iters=2",
-        "trainer.batch_size=2",
-        "trainer.num_workers=0",
-        "trainer.progress=false",
-        "trainer.threads=1",
-    ]
-    cmd = [
-        sys.executable, "-m", "duda.train", "-m", "+experiment=synth_source_only", "seed=0,1",
-        "launcher=submitit_local", f"paths.data_dir={tmp_path / 'data'}",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}", *tiny,
-    ]  # fmt: skip
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_API_KEY": "", "HOME": str(tmp_path)}
-    repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=1200)
+    proc = multirun(
+        tmp_path,
+        "+experiment=synth_source_only",
+        "seed=0,1",
+        "launcher=submitit_local",
+        wandb_mode="offline",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = sorted((tmp_path / "sweep").glob("*_synth_day_source_only_*"))
     assert [r.name.split("_")[0] for r in runs] == ["0", "1"]
