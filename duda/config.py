@@ -17,6 +17,11 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 
+def plain(value: object) -> object:
+    """An enum field's string (OmegaConf hands enum fields back as Enum members), else as is."""
+    return getattr(value, "value", value)
+
+
 class Precision(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from duda.config import plain  # noqa: E402
 from duda.data.classes import CLASS_NAMES, TRAIN_TO_LABEL  # noqa: E402
 from duda.data.datasets import (  # noqa: E402
     UNLABELLED_SPLITS,
@@ -45,10 +46,6 @@ from duda.engine.device import resolve_device  # noqa: E402
 from duda.engine.evaluation import EvalSettings, evaluate  # noqa: E402
 from duda.engine.inference import predict_slide, predict_whole  # noqa: E402
 from duda.engine.metrics import format_table  # noqa: E402
-
-
-def _value(x: Any) -> Any:
-    return getattr(x, "value", x)
 
 
 def load_model(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, DictConfig]:
@@ -158,22 +155,22 @@ def main(argv: list[str] | None = None) -> int:
                 "the PNGs for the benchmark server"
             )
         dataset = build_dataset(
-            _value(target.kind),
+            plain(target.kind),
             a.root or target.root,
             split,
             build_eval_transform(target.resize_hw),
             load_labels=labelled,
             conditions=list(target.get("conditions") or ["all"]),
-            on_bad_sample=_value(cfg.dataset.get("on_bad_sample", "skip")),
+            on_bad_sample=plain(cfg.dataset.get("on_bad_sample", "skip")),
             substitute=False,
         )
         t = cfg.trainer
         settings = EvalSettings(
-            mode=a.mode or _value(t.eval_mode),
+            mode=a.mode or plain(t.eval_mode),
             window_hw=list(t.eval_crop_hw or target.crop_hw),
             stride_hw=t.eval_stride_hw,
             max_images=a.max_images,
-            metrics=[_value(m) for m in cfg.dataset.get("metrics") or ["mIoU19"]],
+            metrics=[plain(m) for m in cfg.dataset.get("metrics") or ["mIoU19"]],
         )
         results: dict[str, Any] = {"checkpoint": str(a.checkpoint), "split": split}
         if labelled:

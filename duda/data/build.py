@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from duda.config import plain
 from duda.data.datasets import SegmentationDataset, build_dataset
 from duda.data.rcs import RareClassDataset
 from duda.data.transforms import build_eval_transform, build_train_transform
@@ -18,9 +19,6 @@ class DomainData:
     train: SegmentationDataset | RareClassDataset
     val: SegmentationDataset | None
 
-
-def _value(x: Any) -> Any:
-    return getattr(x, "value", x)  # OmegaConf hands enum fields back as Enum members
 
 
 def build_domain(
@@ -35,7 +33,7 @@ def build_domain(
     set is wrapped in rare-class sampling (its `describe()` is the line to log once).
     `on_bad_sample`: `dataset.on_bad_sample`; the datasets' `skipped_count` says how many files
     were left out (see `skipped_samples`)."""
-    kind, root = _value(domain_cfg.kind), Path(domain_cfg.root)
+    kind, root = plain(domain_cfg.kind), Path(domain_cfg.root)
     transform = build_train_transform(
         crop_hw=domain_cfg.crop_hw,
         resize_hw=domain_cfg.resize_hw,
@@ -51,7 +49,7 @@ def build_domain(
         transform,
         load_labels=train_labels,
         conditions=conditions,
-        on_bad_sample=_value(on_bad_sample),
+        on_bad_sample=plain(on_bad_sample),
     )
     if rcs is not None and rcs.enabled:
         train = RareClassDataset.from_root(
@@ -73,7 +71,7 @@ def build_domain(
             val_tf,
             load_labels=True,
             conditions=conditions,
-            on_bad_sample=_value(on_bad_sample),
+            on_bad_sample=plain(on_bad_sample),
             substitute=False,  # a bad val file is left out of the metric, not replaced
         )
     return DomainData(train, val)

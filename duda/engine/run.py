@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from duda.config import plain
 from duda.data.build import build_domain, ensure_synthetic, skipped_samples
 from duda.data.datasets import DatasetLayoutError
 from duda.data.loaders import eval_loader, train_loader
@@ -19,10 +20,6 @@ from duda.engine.evaluation import EvalSettings
 from duda.engine.metrics import format_table
 from duda.engine.trainer import Schedule, Trainer
 from duda.logging import build_run_logger
-
-
-def _value(x: Any) -> Any:
-    return getattr(x, "value", x)  # OmegaConf hands enum fields back as Enum members
 
 
 def seed_everything(seed: int) -> None:
@@ -35,25 +32,23 @@ def build_target(cfg: DictConfig, needs_target: bool):
     """The target domain; its training labels are loaded only to measure pseudo-label quality
     (`uda.log_pl_quality`), when the split has them; methods never train on them."""
     want_labels = needs_target and cfg.uda.log_pl_quality
-    try:
+
+    def build(labels: bool):
         return build_domain(
             cfg.dataset.target,
             cfg.seed + 1,
             with_val=True,
-            train_labels=want_labels,
-            on_bad_sample=_value(cfg.dataset.on_bad_sample),
+            train_labels=labels,
+            on_bad_sample=cfg.dataset.on_bad_sample,
         )
+
+    try:
+        return build(want_labels)
     except DatasetLayoutError:
         if not want_labels:
             raise
         print("target training split has no labels: pseudo-label accuracy will not be logged")
-        return build_domain(
-            cfg.dataset.target,
-            cfg.seed + 1,
-            with_val=True,
-            train_labels=False,
-            on_bad_sample=_value(cfg.dataset.on_bad_sample),
-        )
+        return build(False)
 
 
 def run_training(
@@ -73,7 +68,7 @@ def run_training(
         cfg.seed,
         with_val=False,
         rcs=cfg.dataset.rcs,
-        on_bad_sample=_value(cfg.dataset.on_bad_sample),
+        on_bad_sample=cfg.dataset.on_bad_sample,
     )
     if hasattr(source.train, "describe"):  # rare-class sampling: say once what it draws
         print(source.train.describe())
@@ -98,7 +93,7 @@ def run_training(
         max_images=t.eval_max_images,
         autocast_dtype=amp_dtype,
         progress=t.progress,
-        metrics=[_value(m) for m in cfg.dataset.metrics],
+        metrics=[plain(m) for m in cfg.dataset.metrics],
     )
     trainer = Trainer(
         method=method,
