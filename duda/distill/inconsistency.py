@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from duda.data.classes import IGNORE_INDEX
-from duda.uda.losses import pixel_ce
+from duda.uda.losses import pixel_ce, resize_logits
 
 
 class InconsistencyTracker:
@@ -90,14 +89,7 @@ class InconsistencyTracker:
         pixel.
         """
         if student_pred.ndim == 4:
-            if student_pred.shape[-2:] != fused_label.shape[-2:]:
-                student_pred = F.interpolate(
-                    student_pred.float(),
-                    size=fused_label.shape[-2:],
-                    mode="bilinear",
-                    align_corners=False,
-                )
-            student_pred = student_pred.argmax(dim=1)
+            student_pred = resize_logits(student_pred.float(), fused_label.shape[-2:]).argmax(dim=1)
         if student_pred.shape != fused_label.shape:
             raise ValueError(
                 f"student prediction {tuple(student_pred.shape)} and fused label "

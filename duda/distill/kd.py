@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from duda.uda.losses import resize_logits
+
 
 def soften(probs: torch.Tensor, tau: float) -> torch.Tensor:
     """Probabilities at temperature τ along dim 1: p^(1/τ) renormalised (= softmax(z/τ)).
@@ -58,11 +60,7 @@ def kd_loss(
         )
     if tau <= 0:
         raise ValueError(f"KD temperature tau must be > 0, got {tau}")
-    size = teacher_probs.shape[-2:]
-    if student_logits.shape[-2:] != size:
-        student_logits = F.interpolate(
-            student_logits, size=size, mode="bilinear", align_corners=False
-        )
+    student_logits = resize_logits(student_logits, teacher_probs.shape[-2:])
     p_t = teacher_probs.detach().float()
     log_q = F.log_softmax(student_logits.float() / tau, dim=1)
     # xlogy gives 0·log 0 = 0: a teacher that is certain (one-hot) is a valid target.

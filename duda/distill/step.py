@@ -21,14 +21,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from duda.data.classes import CLASS_NAMES
 from duda.distill.inconsistency import InconsistencyTracker, inconsistency_loss
 from duda.distill.kd import kd_loss, soften
 from duda.distill.schedules import Schedule
-from duda.uda.losses import pixel_ce
+from duda.uda.losses import pixel_ce, resize_logits
 from duda.uda.method import Batch, autocast
 from duda.uda.pseudo_label import confusion, pseudo_label
 from duda.uda.self_training import MixedBatch, SelfTraining, TeacherOutput
@@ -204,7 +203,7 @@ class DUDA:
         self.optimizer.step()
         self.scheduler.step()
 
-        student_pred = _upsample(tgt_logits.detach(), label.shape[-2:]).argmax(1)
+        student_pred = resize_logits(tgt_logits.detach(), label.shape[-2:]).argmax(1)
         logs["distill/lambda_kd"] = torch.tensor(self.kd_schedule(it))
         logs["distill/agreement"] = _agreement(tgt_logits, teacher_label, valid)
         if "label" in target:
@@ -224,7 +223,7 @@ class DUDA:
         for extra in self.extra_teachers:
             with autocast(image.device, self.amp_dtype):
                 logits = extra(image)
-            probs.append(torch.softmax(_upsample(logits.float(), image.shape[-2:]), dim=1))
+            probs.append(torch.softmax(resize_logits(logits.float(), image.shape[-2:]), dim=1))
         return self.fuse(probs), teacher.label
 
     # -- Method protocol -------------------------------------------------------------------
@@ -287,15 +286,9 @@ def _valid(target: Batch, like: torch.Tensor) -> torch.Tensor:
     return torch.ones_like(like, dtype=torch.float) if valid is None else valid.float()
 
 
-def _upsample(logits: torch.Tensor, size) -> torch.Tensor:
-    if logits.shape[-2:] == tuple(size):
-        return logits
-    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-
-
 @torch.no_grad()
 def _agreement(logits: torch.Tensor, label: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Share of valid pixels where the student's argmax equals the teacher's label."""
-    pred = _upsample(logits.detach().float(), label.shape[-2:]).argmax(1)
+    pred = resize_logits(logits.detach().float(), label.shape[-2:]).argmax(1)
     keep = valid > 0
     return ((pred == label) & keep).sum() / keep.sum().clamp(min=1)

@@ -8,6 +8,14 @@ import torch.nn.functional as F
 from duda.data.classes import IGNORE_INDEX
 
 
+def resize_logits(logits: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Logits bilinearly resized to `size` (align_corners=False, as mmseg's decode heads), or
+    returned as they are when already that size: every loss compares at label resolution."""
+    if logits.shape[-2:] == tuple(size):
+        return logits
+    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+
+
 def pixel_ce(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -26,8 +34,7 @@ def pixel_ce(
     no gradient flows into them). `avg_non_ignore=True` divides by the number of non-ignored
     pixels instead (mmseg's option of that name); DUDA's inconsistency loss uses it.
     """
-    if logits.shape[-2:] != labels.shape[-2:]:
-        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    logits = resize_logits(logits, labels.shape[-2:])
     if class_weight is not None:
         class_weight = class_weight.detach().to(device=logits.device, dtype=torch.float32)
     loss = F.cross_entropy(

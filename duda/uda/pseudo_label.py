@@ -10,9 +10,9 @@ validity mask (see `duda/data/transforms.py`) zeroes pixels near the frame edges
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from duda.data.classes import IGNORE_INDEX
+from duda.uda.losses import resize_logits
 
 
 def pseudo_label(
@@ -26,8 +26,8 @@ def pseudo_label(
 
     Logits are upsampled to `size` (the crop size) first, as the reference does.
     """
-    if size is not None and logits.shape[-2:] != tuple(size):
-        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    if size is not None:
+        logits = resize_logits(logits, size)
     probs = torch.softmax(logits.float(), dim=1)
     max_prob, labels = probs.max(dim=1)
     confident = (max_prob >= threshold).float()

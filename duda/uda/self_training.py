@@ -18,7 +18,7 @@ from torch import nn
 
 from duda.uda.ema import EMATeacher
 from duda.uda.feature_distance import feature_distance, thing_mask
-from duda.uda.losses import pixel_ce
+from duda.uda.losses import pixel_ce, resize_logits
 from duda.uda.masking import block_mask, mask_images
 from duda.uda.method import Batch, autocast
 from duda.uda.mixing import StrongAugment, class_mix_masks, one_mix
@@ -145,9 +145,7 @@ class SelfTraining:
         teacher = self.ema.prepare_forward()
         with autocast(image.device, self.amp_dtype):
             logits = teacher(image)
-        logits = torch.nn.functional.interpolate(
-            logits.float(), size=image.shape[-2:], mode="bilinear", align_corners=False
-        )
+        logits = resize_logits(logits.float(), image.shape[-2:])
         label, weight, share = pseudo_label(
             logits, self.c.pseudo_threshold, self.c.per_image_confidence, target.get("valid")
         )
