@@ -82,6 +82,7 @@ def test_unknown_key_fails_before_work(tmp_path):
     ("experiment", "extra", "terms"),
     [
         ("synth_daformer_mit_b0", ["uda=dacs"], {"loss/source", "loss/mix"}),
+        ("synth_daformer_mit_b0", ["uda.fd.enabled=true"], {"loss/source", "loss/mix", "loss/fd"}),
         ("synth_mic_mit_b0", ["uda.fd.enabled=true"], {"loss/fd", "loss/mic", "loss/mix"}),
     ],
 )
