@@ -31,7 +31,7 @@ STYLES = ("day", "night", "fog")
 METHODS: dict[str, tuple[str, list[str]]] = {
     "source_only_small": ("synth_source_only", []),
     "uda_small": ("synth_daformer_mit_b0", []),
-    "uda_large": ("synth_daformer_mit_b2", []),
+    "uda_large": ("synth_daformer_mit_b1", []),
     "duda_small": ("synth_duda", []),
     "oracle_small": ("synth_oracle", []),
 }
