@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-all lint format constraints clean bench-speed bench-accuracy model-table
+.PHONY: install demo test test-all lint format constraints clean bench-speed bench-accuracy model-table notebooks
 
 install: $(VENV)/.installed  ## create .venv and install duda with its dev extras
 
@@ -27,6 +27,14 @@ bench-accuracy: install  ## every method x 3 seeds on the embedded benchmark -> 
 model-table: install  ## README "Models" backbone table: params and FLOPs at 512x512 of conf/model/backbone/*
 	HF_HUB_OFFLINE=1 $(PY) -m duda.models.table --size 512x512 --readme README.md
 
+RUNS ?= outputs
+notebooks: install  ## both notebooks, headless -> outputs/notebooks/ (RUNS=folder of runs, CHECKPOINT=model_final.pt)
+	mkdir -p outputs/notebooks
+	$(PY) -m papermill --no-progress-bar notebooks/compare_runs.ipynb outputs/notebooks/compare_runs.ipynb \
+		-p runs_dir $(RUNS) -p out_dir outputs/notebooks/compare_runs
+	$(PY) -m papermill --no-progress-bar notebooks/predictions.ipynb outputs/notebooks/predictions.ipynb \
+		$(if $(CHECKPOINT),-p checkpoint $(CHECKPOINT)) -p out_dir outputs/notebooks/predictions
+
 test: install  ## the fast suite (what CI runs)
 	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -m "not slow" -q
 
@@ -34,12 +42,12 @@ test-all: install  ## everything, slow tests included
 	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check duda tests
-	$(VENV)/bin/ruff format --check duda tests
+	$(VENV)/bin/ruff check duda hydra_plugins tests
+	$(VENV)/bin/ruff format --check duda hydra_plugins tests
 
 format: install
-	$(VENV)/bin/ruff check --fix duda tests
-	$(VENV)/bin/ruff format duda tests
+	$(VENV)/bin/ruff check --fix duda hydra_plugins tests
+	$(VENV)/bin/ruff format duda hydra_plugins tests
 
 constraints:  ## re-pin constraints.txt from the current environment
 	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt

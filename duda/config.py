@@ -304,7 +304,7 @@ class TrainerConfig:
     num_workers: int = 4
     log_interval: int = 50
     eval_interval: int = 4000
-    checkpoint_interval: int = 4000
+    checkpoint_interval: int = 1000  # iterations between checkpoints/iter_N.pt
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Precision = Precision.fp32
     eval_mode: EvalMode = EvalMode.whole
@@ -314,6 +314,14 @@ class TrainerConfig:
     eval_max_images: int | None = None
     progress: bool = True
     threads: int | None = None  # torch CPU threads; None leaves torch's default
+    # Resuming (README "Resuming and preemption"): `none` starts at iteration 0; `auto` continues
+    # from the newest valid checkpoints/iter_N.pt of this run directory (none there: starts
+    # fresh), so a requeued job picks up where it stopped; a path continues from that file.
+    resume: str = "none"
+    keep_checkpoints: int = 3  # newest checkpoints/iter_N.pt kept; 0 keeps every one
+    # stop after this many non-finite (inf/NaN loss or gradient) steps in a row, each of which
+    # is skipped; 0 skips them for ever
+    max_nonfinite_steps: int = 5
 
 
 @dataclass
@@ -324,8 +332,12 @@ class LoggerConfig:
     project: str = "duda"
     entity: str | None = None
     mode: str = "auto"  # auto (online with an API key, else offline) | online | offline | disabled
-    group: str | None = None
-    tags: list[str] = field(default_factory=list)
+    group: str | None = None  # None: the run name without its seed + a hash of the settings
+    tags: list[str] = field(default_factory=list)  # added to the per-component tags
+    # target image / pseudo-label / prediction / label panels every N iterations (0 = off)
+    log_image_interval: int = 0
+    log_image_count: int = 2  # target crops per panel
+    log_checkpoint: bool = False  # upload model_final.pt (the student) as a W&B artifact
 
 
 @dataclass

@@ -110,8 +110,6 @@ def test_duda_runs_both_stages_through_the_entry_point(tmp_path):
     run_dir = tmp_path / "run"
     small_large = [  # a B0-sized "large" pair keeps the test fast
         "model.large.backbone.name=mit_b0",
-        "model.large.head.name=segformer",
-        "model.large.head.dilations=null",
         "distill.pre_iters=2",
     ]
     proc = _train(

@@ -24,11 +24,20 @@ TINY_JOB = [
 ]
 
 
-def multirun(tmp_path: Path, *overrides: str, wandb_mode: str) -> subprocess.CompletedProcess:
-    """`python -m duda.train -m OVERRIDES` with tiny jobs; the sweep goes to tmp_path/sweep."""
+def multirun(
+    tmp_path: Path, *overrides: str, wandb_mode: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m duda.train -m OVERRIDES` with tiny jobs; the sweep goes to tmp_path/sweep;
+    `env` adds environment variables."""
     cmd = [
         sys.executable, "-m", "duda.train", "-m", *overrides,
         f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={tmp_path / 'sweep'}", *TINY_JOB,
     ]  # fmt: skip
-    env = {**os.environ, "WANDB_MODE": wandb_mode, "WANDB_API_KEY": "", "HOME": str(tmp_path)}
+    env = {
+        **os.environ,
+        "WANDB_MODE": wandb_mode,
+        "WANDB_API_KEY": "",
+        "HOME": str(tmp_path),
+        **(env or {}),
+    }
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)

@@ -253,17 +253,53 @@ def run_accuracy(s: AccuracySettings, log=print) -> int:
 # ------------------------------------------------------------------------------ reporting
 
 
+PL_TAIL = 0.2  # pseudo-label quality: mean over the log windows of the last 20 % of iterations
+
+
+def run_minutes(run_dir: Path) -> float | None:
+    """Wall time of a finished run: from Hydra's config snapshot, written as the job starts,
+    to results.json, written as it ends (file times, so it also works for older runs)."""
+    start, end = run_dir / ".hydra" / "config.yaml", run_dir / "results.json"
+    if not (start.is_file() and end.is_file()):
+        return None
+    return (end.stat().st_mtime - start.stat().st_mtime) / 60
+
+
+def pseudo_label_quality(metrics_path: Path, tail: float = PL_TAIL) -> dict[str, float] | None:
+    """The teacher's pseudo-label pixel accuracy and mIoU against the target training labels
+    (logged for diagnosis only, `uda.log_pl_quality`), averaged over the log windows of the
+    last `tail` of the iterations; None for methods without pseudo-labels."""
+    if not metrics_path.is_file():
+        return None
+    records = []
+    for line in metrics_path.read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("split") == "train" and "pl_teacher/mIoU" in rec:
+            records.append(rec)
+    if not records:
+        return None
+    first = records[-1]["iteration"] * (1 - tail)
+    kept = [r for r in records if r["iteration"] > first]
+    return {
+        "acc": stats.mean_std([r["pl_teacher/acc"] for r in kept])[0],
+        "mIoU": stats.mean_std([r["pl_teacher/mIoU"] for r in kept])[0],
+    }
+
+
 def collect(runs: list[Run]) -> dict[str, dict[str, list[Any]]]:
-    """Per method: per-seed mIoU (None where a run has no results), per-class IoU and the
-    network, in the order of `runs`."""
+    """Per method: per-seed mIoU (None where a run has no results), per-class IoU, the
+    network, wall minutes and teacher pseudo-label quality, in the order of `runs`."""
     out: dict[str, dict[str, list[Any]]] = {}
+    keys = ("seeds", "miou", "iou", "model", "minutes", "pl")
     for run in runs:
-        entry = out.setdefault(run.method, {"seeds": [], "miou": [], "iou": [], "model": []})
+        entry = out.setdefault(run.method, {k: [] for k in keys})
         entry["seeds"].append(run.seed)
         results = json.loads(run.results_path.read_text()) if run.results_path.is_file() else None
         entry["miou"].append(None if results is None else float(results["mIoU"]))
         entry["iou"].append(None if results is None else results.get("iou", {}))
         entry["model"].append(None if results is None else results.get("model"))
+        entry["minutes"].append(run_minutes(run.run_dir))
+        entry["pl"].append(pseudo_label_quality(run.run_dir / "metrics.jsonl"))
     return out
 
 
@@ -293,6 +329,7 @@ def summary_rows(report: dict[str, dict[str, list[Any]]]) -> list[dict[str, Any]
     for method, entry in report.items():
         mean, std = stats.mean_std(entry["miou"])
         model = next((m for m in entry["model"] if m), None)
+        pl = [q for q in entry.get("pl", []) if q]
         rows.append(
             {
                 "method": method,
@@ -302,6 +339,9 @@ def summary_rows(report: dict[str, dict[str, list[Any]]]) -> list[dict[str, Any]
                 "runs": len(stats.finite(entry["miou"])),
                 "gap_closed": stats.gap_closed(mean, src, oracle),
                 "per_seed": entry["miou"],
+                "minutes": stats.mean_std(entry.get("minutes", []))[0],
+                "pl_acc": stats.mean_std([q["acc"] for q in pl])[0],
+                "pl_miou": stats.mean_std([q["mIoU"] for q in pl])[0],
             }
         )
     return rows
@@ -317,6 +357,13 @@ def findings(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"Base UDA large − small: {margin:+.1f} mIoU ({verdict}: the benchmark needs ≥ "
             f"{MIN_LARGE_MARGIN:.0f} for a large teacher to have something to give)."
+        )
+    pl = {r["method"]: r["pl_miou"] for r in rows}
+    if not math.isnan(pl.get("uda_large", math.nan) - pl.get("uda_small", math.nan)):
+        lines.append(
+            f"Teacher pseudo-label mIoU, large vs small: {pl['uda_large']:.1f} vs "
+            f"{pl['uda_small']:.1f} ({pl['uda_large'] - pl['uda_small']:+.1f}): what the large "
+            "teacher has to give the small student."
         )
     if not math.isnan(mean.get("duda_small", math.nan) - mean.get("uda_small", math.nan)):
         gain = mean["duda_small"] - mean["uda_small"]
@@ -335,9 +382,14 @@ def accuracy_markdown(s: AccuracySettings, report: dict[str, dict[str, list[Any]
             stats.fmt_mean_std(r["per_seed"]),
             " / ".join(stats.fmt(v, 1) for v in r["per_seed"]),
             stats.fmt(100 * r["gap_closed"], 0, " %"),
+            stats.fmt(r["pl_miou"], 1) + " / " + stats.fmt(r["pl_acc"], 1)
+            if not math.isnan(r["pl_miou"])
+            else "–",
+            stats.fmt(r["minutes"], 1),
         ]
         for r in rows
     ]
+    minutes = [m for e in report.values() for m in stats.finite(e.get("minutes", []))]
     overrides = " ".join(s.overrides) if s.overrides else "none"
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     parts = [
@@ -346,7 +398,23 @@ def accuracy_markdown(s: AccuracySettings, report: dict[str, dict[str, list[Any]
         f"= (x − source-only) / (oracle − source-only). Extra overrides: {overrides}. "
         f"Written {date} on {cpu_model()} ({usable_cores()} cores)",
         f" by `{s.command}`.\n\n" if s.command else ".\n\n",
-        stats.markdown_table(["method", "key", "network", "mIoU", "per seed", "gap closed"], table),
+        stats.markdown_table(
+            [
+                "method",
+                "key",
+                "network",
+                "mIoU",
+                "per seed",
+                "gap closed",
+                "teacher PL mIoU / acc",
+                "min per run",
+            ],
+            table,
+        ),
+        f"\nTeacher PL: the pseudo-labels' mIoU / pixel accuracy against the target training "
+        f"labels (never trained on), mean over the last {PL_TAIL:.0%} of the iterations and the "
+        f"seeds. Run times add up to {sum(minutes):.0f} min (each run on "
+        f"{s.run_threads} thread(s), {s.jobs} at a time).\n",
     ]
     notes = findings(rows)
     if notes:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,6 @@ class DomainData:
 
     train: SegmentationDataset | RareClassDataset
     val: SegmentationDataset | None
-
 
 
 def build_domain(
@@ -108,6 +110,22 @@ def ensure_synthetic(dataset_cfg: Any) -> None:
             f"got {target_root}"
         )
     out = target_root.parent
+    with _one_process_at_a_time(out.parent / f".{out.name}.lock"):
+        _generate_and_prepare(dataset_cfg, out)
+
+
+@contextmanager
+def _one_process_at_a_time(lock: Path) -> Iterator[None]:
+    """The parallel jobs of a sweep on a fresh checkout all find the benchmark missing; without
+    a lock each would start generating it and delete what the others half wrote."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def _generate_and_prepare(dataset_cfg: Any, out: Path) -> None:
+    synth = dataset_cfg.synth
     from duda.data.synth import generate  # heavy drawing code, only needed here
 
     generate(

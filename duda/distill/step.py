@@ -28,7 +28,7 @@ from duda.distill.inconsistency import InconsistencyTracker, inconsistency_loss
 from duda.distill.kd import kd_loss, soften
 from duda.distill.schedules import Schedule
 from duda.uda.losses import pixel_ce, resize_logits
-from duda.uda.method import Batch, autocast
+from duda.uda.method import Batch, autocast, buffers_kept
 from duda.uda.pseudo_label import confusion, pseudo_label
 from duda.uda.self_training import MixedBatch, SelfTraining, TeacherOutput
 
@@ -227,6 +227,16 @@ class DUDA:
         return self.fuse(probs), teacher.label
 
     # -- Method protocol -------------------------------------------------------------------
+    @torch.no_grad()
+    def pseudo_label_view(self, target: Batch, it: int) -> torch.Tensor:
+        """Stage 1: the teacher's label (what the student's mixed CE uses); stage 2: the
+        argmax of the fused teachers (what the inconsistency loss uses)."""
+        if it < self.pre_iters:
+            return self.large.pseudo_label_view(target, it)
+        with buffers_kept(self.large.ema.model):
+            fused, _ = self.teacher_targets(target, {})
+        return fused.argmax(1)
+
     def current_lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
@@ -234,6 +244,11 @@ class DUDA:
         return self.student
 
     def state_dict(self) -> dict[str, Any]:
+        """Everything stage 1 or 2 needs to continue: the stage (`large_retired`), the
+        teacher, the large student with its optimizer until it retires, the student, and the
+        inconsistency statistics. Extra teachers are frozen files, kept by reference (their
+        paths are in the run's config). The teacher and the shared generator are stored once,
+        at the top level, where `load_extra_teacher` also finds the teacher."""
         state = {
             "student": self.student.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -243,7 +258,8 @@ class DUDA:
             "large_retired": self.large_retired,
         }
         if not self.large_retired:
-            state["large"] = self.large.state_dict()
+            large = self.large.state_dict()
+            state["large"] = {k: v for k, v in large.items() if k not in ("teacher", "generator")}
         if self.tracker is not None:
             state["inconsistency"] = self.tracker.state_dict()
         return state
@@ -256,7 +272,8 @@ class DUDA:
             self.large.ema.load_state_dict(state["teacher"])
             self.retire_large_student()
         else:
-            self.large.load_state_dict(state["large"])
+            shared = {"teacher": state["teacher"], "generator": state["generator"]}
+            self.large.load_state_dict({**state["large"], **shared})
         self.large.generator.set_state(state["generator"])
         if self.tracker is not None and "inconsistency" in state:
             self.tracker.load_state_dict(state["inconsistency"])

@@ -7,10 +7,15 @@ with `wandb sync`; a W&B failure is reported once and training goes on without i
 from __future__ import annotations
 
 import netrc
+import uuid
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from duda.logging.panels import CLASS_LABELS, LABEL_VIEWS
 
 
 def has_wandb_api_key(environ: Mapping[str, str], home: Path) -> bool:
@@ -34,6 +39,18 @@ def resolve_mode(requested: str, env_mode: str | None, has_key: bool) -> str:
     if env_mode in ("online", "offline", "disabled", "dryrun"):
         return "offline" if env_mode == "dryrun" else env_mode
     return "online" if has_key else "offline"
+
+
+def persistent_run_id(run_dir: Path) -> str:
+    """The W&B run id of this run directory, made once and kept in `wandb/run_id`: a job that
+    resumes in the same directory (a requeued SLURM job) continues the same W&B run."""
+    path = run_dir / "wandb" / "run_id"
+    if path.is_file():
+        return path.read_text().strip()
+    run_id = uuid.uuid4().hex[:12]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(run_id + "\n")
+    return run_id
 
 
 class WandbLogger:
@@ -61,6 +78,8 @@ class WandbLogger:
             config=config,
             dir=str(run_dir),
             mode=mode,
+            id=persistent_run_id(Path(run_dir)),
+            resume="allow",
             reinit="finish_previous",
         )
         self._failed = False
@@ -85,8 +104,45 @@ class WandbLogger:
 
     def log_iou(self, prefix: str, iou: dict[str, float], step: int) -> None:
         """Per-class IoU as a table (for bar charts) next to the per-class scalars."""
-        table = self._wandb.Table(columns=["class", "IoU"], data=[[k, v] for k, v in iou.items()])
-        self._guard(self.run.log, {f"{prefix}/iou_table": table}, step=step)
+
+        def table():
+            rows = [[k, v] for k, v in iou.items()]
+            data = self._wandb.Table(columns=["class", "IoU"], data=rows)
+            self.run.log({f"{prefix}/iou_table": data}, step=step)
+
+        self._guard(table)
+
+    def log_panels(self, views: dict[str, np.ndarray], composite: np.ndarray, step: int) -> None:
+        """Each crop as a `wandb.Image` with one mask layer per label map (toggled in the UI),
+        and the whole panel in the Cityscapes palette."""
+
+        def images():
+            wandb = self._wandb
+            crops = [
+                wandb.Image(
+                    image,
+                    masks={
+                        k: {"mask_data": views[k][i], "class_labels": CLASS_LABELS}
+                        for k in LABEL_VIEWS
+                        if k in views
+                    },
+                    caption=f"target crop {i}",
+                )
+                for i, image in enumerate(views["image"])
+            ]
+            caption = "image | " + " | ".join(k for k in LABEL_VIEWS if k in views)
+            panel = wandb.Image(composite, caption=caption)
+            self.run.log({"images/target": crops, "images/panel": panel}, step=step)
+
+        self._guard(images)
+
+    def log_artifact(self, path: Path, name: str, metadata: dict[str, Any]) -> None:
+        def upload():
+            artifact = self._wandb.Artifact(name, type="model", metadata=metadata)
+            artifact.add_file(str(path))
+            self.run.log_artifact(artifact)
+
+        self._guard(upload)
 
     def summary(self, values: dict[str, Any]) -> None:
         self._guard(self.run.summary.update, values)

@@ -20,7 +20,7 @@ from duda.uda.ema import EMATeacher
 from duda.uda.feature_distance import feature_distance, thing_mask
 from duda.uda.losses import pixel_ce, resize_logits
 from duda.uda.masking import block_mask, mask_images
-from duda.uda.method import Batch, autocast
+from duda.uda.method import Batch, autocast, buffers_kept
 from duda.uda.mixing import StrongAugment, class_mix_masks, one_mix
 from duda.uda.pseudo_label import confusion, pseudo_label
 
@@ -184,6 +184,11 @@ class SelfTraining:
         return {"loss/mic": loss.detach()}
 
     # -- logging ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def pseudo_label_view(self, target: Batch, it: int) -> torch.Tensor:
+        with buffers_kept(self.ema.model):
+            return self.pseudo_labels(target).label
+
     def pseudo_label_logs(
         self, teacher: TeacherOutput, target: Batch, name: str
     ) -> dict[str, torch.Tensor]:
@@ -204,6 +209,9 @@ class SelfTraining:
         return self.model
 
     def state_dict(self) -> dict[str, Any]:
+        """The student, its EMA teacher, optimizer, schedule and the generator of mixing and
+        augmentation. The frozen ImageNet copy of feature distance is not stored: a rebuilt
+        run makes it again, identically, from the same seed and weight file."""
         return {
             "model": self.model.state_dict(),
             "teacher": self.ema.state_dict(),

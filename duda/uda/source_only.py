@@ -40,6 +40,9 @@ class SourceOnly:
         self.scheduler.step()
         return {"loss/source": loss.detach(), "loss/total": loss.detach()}
 
+    def pseudo_label_view(self, target: Batch, it: int) -> None:
+        return None  # no teacher, no pseudo-labels
+
     def current_lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,26 @@ def test_cli_dry_run_trains_nothing(tmp_path, capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if "duda.train" in line]
     assert len(lines) == len(FAKE)
     assert not (tmp_path / "w").exists() and not (tmp_path / "r").exists()
+
+
+def test_run_minutes_and_pseudo_label_quality_from_run_files(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text("{}")
+    (run_dir / "results.json").write_text("{}")
+    os.utime(run_dir / ".hydra" / "config.yaml", (1000.0, 1000.0))
+    os.utime(run_dir / "results.json", (1000.0 + 90 * 60, 1000.0 + 90 * 60))
+    assert accuracy.run_minutes(run_dir) == pytest.approx(90.0)
+    assert accuracy.run_minutes(tmp_path / "unfinished") is None
+
+    lines = [
+        {"iteration": it, "split": "train", "pl_teacher/acc": it / 10, "pl_teacher/mIoU": it / 100}
+        for it in range(20, 201, 20)
+    ]  # 10 windows; the last 20 % are iterations 180, 200
+    lines.insert(3, {"iteration": 60, "split": "val", "mIoU": 99.0})
+    (run_dir / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    quality = accuracy.pseudo_label_quality(run_dir / "metrics.jsonl")
+    assert quality == pytest.approx({"acc": 19.0, "mIoU": 1.9})
+    source_only = tmp_path / "so.jsonl"
+    source_only.write_text(json.dumps({"iteration": 20, "split": "train", "loss/source": 1}))
+    assert accuracy.pseudo_label_quality(source_only) is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import torch
@@ -81,7 +80,6 @@ def test_cpu_peak_memory_sees_an_allocation():
 
 
 def test_speed_command_end_to_end_smoke(tmp_path):
-    start = time.perf_counter()
     code = main(
         [
             "speed",
@@ -98,7 +96,6 @@ def test_speed_command_end_to_end_smoke(tmp_path):
         ]
     )
     assert code == 0
-    assert time.perf_counter() - start < 60  # budget 30 s on an idle 2-core CPU
     report = json.loads((tmp_path / "speed.json").read_text())
     steps = report["steps"]
     assert list(steps) == list(speed.STEPS)

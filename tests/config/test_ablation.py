@@ -69,8 +69,6 @@ def test_every_row_of_the_sweep_runs(tmp_path):
         "+experiment=synth_duda",
         "+sweep=duda_ablation",
         "model.large.backbone.name=mit_b0",
-        "model.large.head.name=segformer",
-        "model.large.head.dilations=null",
         "distill.pre_iters=1",
         "logger=none",
         wandb_mode="disabled",
