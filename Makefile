@@ -15,8 +15,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
 
-demo: install  ## source-only MiT-B0 on the embedded synthetic benchmark (data generated on first use)
-	$(PY) -m duda.train +experiment=synth_source_only
+demo: install  ## DUDA (MiT-B1 pair -> MiT-B0 student) on the embedded synthetic benchmark (data generated on first use)
+	HF_HUB_OFFLINE=1 $(PY) -m duda.train +experiment=synth_duda
 
 bench-speed: install  ## step time/memory ratios, EMA, data and inference figures -> bench/speed.{json,md}
 	HF_HUB_OFFLINE=1 $(PY) -m duda.bench speed --out bench $(BENCH_ARGS)
