@@ -9,13 +9,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY_JOB = [
+# The smallest embedded benchmark a run can train on: 6 + 6 images, 2 val, 64×64 crops.
+TINY_DATA = [
     "dataset.synth.source_count=6",
     "dataset.synth.target_count=6",
     "dataset.synth.val_count=2",
     "dataset.synth.size=[128,64]",
     "dataset.source.crop_hw=[64,64]",
     "dataset.target.crop_hw=[64,64]",
+]
+
+TINY_JOB = [
+    *TINY_DATA,
     "trainer.max_iters=2",
     "trainer.batch_size=2",
     "trainer.num_workers=0",

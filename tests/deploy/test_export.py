@@ -13,26 +13,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from tiny_student import reference_logits, save_tiny_run
+from tiny_student import reference_logits
 
 from duda import export
 from duda.deploy import formats
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = ["size=64x96", "runs=2", "threads=1", "exporter=legacy"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return save_tiny_run(tmp_path_factory.mktemp("run") / "model_final.pt")
 
 
 @pytest.fixture(scope="module")

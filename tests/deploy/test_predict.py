@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny_student import reference_logits, save_tiny_run
+from tiny_student import reference_logits
 
 from duda import predict
 from duda.deploy import formats
@@ -25,19 +25,6 @@ PALETTE = np.array(
     np.uint8,
 )  # fmt: skip
 SIZES = {"wide.png": (48, 80), "tall.png": (72, 40), "photo.jpg": (40, 56)}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return save_tiny_run(tmp_path_factory.mktemp("run") / "model_final.pt")
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
+from tiny_runs import TINY_DATA
 
 from duda.config import register_configs
 
@@ -26,12 +27,7 @@ TINY_DUDA = [
     "+experiment=synth_duda",
     "model.large.backbone.name=mit_b0",
     "distill.pre_iters=6",
-    "dataset.synth.source_count=6",
-    "dataset.synth.target_count=6",
-    "dataset.synth.val_count=2",
-    "dataset.synth.size=[128,64]",
-    "dataset.source.crop_hw=[64,64]",
-    "dataset.target.crop_hw=[64,64]",
+    *TINY_DATA,
     f"trainer.max_iters={MAX_ITERS}",
     "trainer.batch_size=2",
     "trainer.num_workers=0",
