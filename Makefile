@@ -15,14 +15,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
 
-demo: install  ## DUDA (MiT-B1 pair -> MiT-B0 student) on the embedded synthetic benchmark (data generated on first use)
+demo: install  ## DUDA (MiT-B2 pair -> MiT-B0 student) on the embedded synthetic benchmark (data generated on first use)
 	HF_HUB_OFFLINE=1 $(PY) -m duda.train +experiment=synth_duda
 
 bench-speed: install  ## step time/memory ratios, EMA, data and inference figures -> bench/speed.{json,md}
 	HF_HUB_OFFLINE=1 $(PY) -m duda.bench speed --out bench $(BENCH_ARGS)
 
 bench-accuracy: install  ## every method x 3 seeds on the embedded benchmark -> bench/accuracy.{json,md,png}
-	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m duda.bench accuracy --style day --data-seed 0 --seeds 0,1,2 --out bench $(BENCH_ARGS)
+	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m duda.bench accuracy --style day --data-seed 0 --seeds 0,1,2 --jobs 2 --out bench $(BENCH_ARGS)
 
 model-table: install  ## README "Models" backbone table: params and FLOPs at 512x512 of conf/model/backbone/*
 	HF_HUB_OFFLINE=1 $(PY) -m duda.models.table --size 512x512 --readme README.md

@@ -231,6 +231,7 @@ class InconsistencyConfig:
     momentum: float = 0.99
     gamma: float = 1.0
     clip: list[float] = field(default_factory=lambda: [0.1, 10.0])
+    normalize: str = "classes"  # or "pixels": mean weight 1 over each batch's labelled pixels
 
 
 @dataclass

@@ -105,6 +105,12 @@ def _accuracy_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--jobs", type=int, default=1, help="trainings in parallel")
     p.add_argument("--threads", type=int, default=None, help="per run (default cores / jobs)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="trainer.precision of every run; auto: bf16 where the CPU has native bf16",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the commands, train nothing")
 
 
@@ -150,6 +156,7 @@ def _accuracy(args: argparse.Namespace, command: str) -> int:
         ablations=args.ablations,
         jobs=args.jobs,
         threads=args.threads,
+        precision=args.precision,
         dry_run=args.dry_run,
         command=command,
     )

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from duda.bench import stats
-from duda.bench.machine import cpu_model, usable_cores
+from duda.bench.machine import cpu_has_fast_bf16, cpu_model, usable_cores
 
 STYLES = ("day", "night", "fog")
 
@@ -31,7 +31,7 @@ STYLES = ("day", "night", "fog")
 METHODS: dict[str, tuple[str, list[str]]] = {
     "source_only_small": ("synth_source_only", []),
     "uda_small": ("synth_daformer_mit_b0", []),
-    "uda_large": ("synth_daformer_mit_b1", []),
+    "uda_large": ("synth_daformer_mit_b2", []),
     "duda_small": ("synth_duda", []),
     "oracle_small": ("synth_oracle", []),
 }
@@ -53,6 +53,11 @@ LABELS = {
     "duda_no_inconsistency": "DUDA without the inconsistency loss",
     "duda_stage1_only": "DUDA stage 1 only",
 }
+# Relative training cost, for starting the longest runs first (2 jobs then finish together).
+COST = {"source_only_small": 1.0, "oracle_small": 1.0, "uda_small": 2.0, "uda_large": 3.5}
+DUDA_COST = 4.0
+# Overrides that do not change what a run computes; any other difference makes a stored run stale.
+IGNORED_KEYS = ("hydra.run.dir", "trainer.threads", "trainer.progress", "logger")
 MIN_LARGE_MARGIN = 3.0  # the issue: base UDA large must beat small by this many mIoU
 
 
@@ -68,6 +73,7 @@ class AccuracySettings:
     ablations: bool = False
     jobs: int = 1
     threads: int | None = None
+    precision: str = "auto"  # bf16 autocast where the CPU has native bf16, else fp32
     dry_run: bool = False
     command: str | None = None
 
@@ -80,6 +86,8 @@ class AccuracySettings:
             raise ValueError(f"--seeds {self.seeds}: a seed is repeated")
         if self.jobs < 1 or (self.threads is not None and self.threads < 1):
             raise ValueError("--jobs and --threads must be at least 1")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"--precision {self.precision}: expected auto, fp32 or bf16")
 
     @property
     def methods(self) -> dict[str, tuple[str, list[str]]]:
@@ -89,6 +97,14 @@ class AccuracySettings:
     def data_root(self) -> Path:
         """Per data seed: the configs place the data under `<data_dir>/synth_<style>`."""
         return (self.data_dir or self.work_dir / "data") / f"data_seed{self.data_seed}"
+
+    @property
+    def run_precision(self) -> str:
+        """`trainer.precision` of every run: all methods train alike, so the table compares
+        methods, not number formats."""
+        if self.precision != "auto":
+            return self.precision
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
 
     @property
     def run_threads(self) -> int:
@@ -158,6 +174,7 @@ def run_overrides(s: AccuracySettings, method: str, seed: int, run_dir: Path) ->
         "logger=none",
         "trainer.progress=false",
         f"trainer.threads={s.run_threads}",
+        f"trainer.precision={s.run_precision}",
         *extra,
         *user,
     ]
@@ -183,8 +200,25 @@ def plan(s: AccuracySettings) -> list[Run]:
 
 
 def pending(runs: list[Run]) -> list[Run]:
-    """The runs still to train: a run whose results.json exists is done (resumability)."""
-    return [r for r in runs if not r.results_path.is_file()]
+    """The runs still to train, longest first: a run whose results.json exists is done
+    (resumability)."""
+    todo = [r for r in runs if not r.results_path.is_file()]
+    return sorted(todo, key=lambda r: -COST.get(r.method, DUDA_COST))
+
+
+def stale(run: Run) -> list[str]:
+    """How a finished run's stored overrides (`.hydra/overrides.yaml`) differ from the planned
+    ones; empty when they match or the run has no record. A stale run would silently mix an
+    older setting (another precision, data seed, iteration count) into the table."""
+    import yaml
+
+    record = run.run_dir / ".hydra" / "overrides.yaml"
+    if not run.results_path.is_file() or not record.is_file():
+        return []
+    stored = yaml.safe_load(record.read_text()) or []
+    keep = [o for o in run.overrides if override_key(o) not in IGNORED_KEYS]
+    old = [o for o in stored if override_key(o) not in IGNORED_KEYS]
+    return [f"-{o}" for o in old if o not in keep] + [f"+{o}" for o in keep if o not in old]
 
 
 # ------------------------------------------------------------------------------ running
@@ -214,6 +248,15 @@ def run_accuracy(s: AccuracySettings, log=print) -> int:
     """Train what is missing, then write the reports from every results.json there is.
     Returns 0 when every run has results, 1 otherwise."""
     runs = plan(s)
+    outdated = {r.run_dir: d for r in runs if (d := stale(r))}
+    if outdated:
+        for run_dir, diff in outdated.items():
+            log(f"error: {run_dir} holds a run with other settings ({' '.join(diff)})")
+        log(
+            "Move those run folders away (or pass another --work-dir) to train them again; "
+            "nothing was deleted."
+        )
+        return 2
     todo = pending(runs)
     log(
         f"accuracy benchmark: style {s.style}, data seed {s.data_seed}, seeds {s.seeds}; "
@@ -395,7 +438,8 @@ def accuracy_markdown(s: AccuracySettings, report: dict[str, dict[str, list[Any]
     parts = [
         f"Target mIoU (%) on the embedded benchmark, style `{s.style}`, data seed "
         f"{s.data_seed}, seeds {', '.join(map(str, s.seeds))} (mean ± sample std); gap closed "
-        f"= (x − source-only) / (oracle − source-only). Extra overrides: {overrides}. "
+        f"= (x − source-only) / (oracle − source-only). Precision {s.run_precision}. "
+        f"Extra overrides: {overrides}. "
         f"Written {date} on {cpu_model()} ({usable_cores()} cores)",
         f" by `{s.command}`.\n\n" if s.command else ".\n\n",
         stats.markdown_table(
@@ -455,6 +499,7 @@ def write_reports(s: AccuracySettings, report: dict[str, dict[str, list[Any]]]) 
         "data_seed": s.data_seed,
         "seeds": s.seeds,
         "overrides": s.overrides,
+        "precision": s.run_precision,
         "experiments": {m: {"experiment": e, "overrides": o} for m, (e, o) in s.methods.items()},
         "summary": summary_rows(report),
         "per_class_mean": means,

@@ -18,6 +18,12 @@ from duda.data.classes import IGNORE_INDEX
 from duda.uda.losses import pixel_ce, resize_logits
 
 
+# "classes": mean weight 1 over the classes (the method document's rule). "pixels": each batch's
+# weights rescaled to mean 1 over its labelled pixels, so re-weighting moves emphasis between
+# classes without shrinking the target loss when the frequent classes are the well-adapted ones.
+NORMALIZE = ("classes", "pixels")
+
+
 class InconsistencyTracker:
     """Per-class EMA of the student's disagreement with the fused pseudo-label.
 
@@ -43,6 +49,7 @@ class InconsistencyTracker:
         gamma: float = 1.0,
         clip: Sequence[float] = (0.1, 10.0),
         ignore_index: int = IGNORE_INDEX,
+        normalize: str = "classes",
     ) -> None:
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"inconsistency momentum must be in [0, 1), got {momentum}")
@@ -52,6 +59,9 @@ class InconsistencyTracker:
             raise ValueError(
                 f"inconsistency clip must be [low, high] with 0 <= low <= high: {clip}"
             )
+        if normalize not in NORMALIZE:
+            raise ValueError(f"inconsistency normalize must be one of {NORMALIZE}, got {normalize!r}")
+        self.normalize = normalize
         self.num_classes = int(num_classes)
         self.momentum = float(momentum)
         self.gamma = float(gamma)
@@ -62,8 +72,9 @@ class InconsistencyTracker:
 
     @classmethod
     def from_config(cls, cfg: Any, num_classes: int) -> InconsistencyTracker:
-        """From the `distill.inconsistency` node (momentum, gamma, clip)."""
-        return cls(num_classes, cfg.momentum, cfg.gamma, tuple(cfg.clip))
+        """From the `distill.inconsistency` node (momentum, gamma, clip, normalize)."""
+        normalize = getattr(cfg, "normalize", "classes")
+        return cls(num_classes, cfg.momentum, cfg.gamma, tuple(cfg.clip), normalize=normalize)
 
     @property
     def disagreement(self) -> torch.Tensor:
@@ -141,6 +152,25 @@ class InconsistencyTracker:
         device = self._d.device
         self._d = state["disagreement"].to(device=device, dtype=torch.float32).clone()
         self._seen = state["seen"].to(device=device, dtype=torch.bool).clone()
+
+
+def pixel_mean_one(
+    class_weights: torch.Tensor,
+    label: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    ignore_index: int = IGNORE_INDEX,
+) -> torch.Tensor:
+    """`class_weights` scaled so that the mean of w_{label(p)} over the counted pixels is 1
+    (unchanged when no pixel counts). Why: with class-mean normalisation the frequent, well
+    adapted classes get weights near the lower clip, and as they hold most pixels the whole
+    target loss shrinks several-fold while the source CE keeps its weight."""
+    keep = label != ignore_index
+    if valid is not None:
+        keep &= valid != 0
+    counts = torch.bincount(label[keep].long(), minlength=class_weights.numel()).to(class_weights)
+    total = counts.sum()
+    mean = (counts * class_weights).sum() / total.clamp(min=1)
+    return torch.where(total > 0, class_weights / mean.clamp(min=1e-12), class_weights).detach()
 
 
 def inconsistency_loss(

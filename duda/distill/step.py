@@ -24,7 +24,11 @@ import torch
 from torch import nn
 
 from duda.data.classes import CLASS_NAMES
-from duda.distill.inconsistency import InconsistencyTracker, inconsistency_loss
+from duda.distill.inconsistency import (
+    InconsistencyTracker,
+    inconsistency_loss,
+    pixel_mean_one,
+)
 from duda.distill.kd import kd_loss, soften
 from duda.distill.schedules import Schedule
 from duda.uda.losses import pixel_ce, resize_logits
@@ -193,6 +197,8 @@ class DUDA:
         if self.tracker is not None:
             self.tracker.update(tgt_logits.detach(), label, valid)
             weights = self.tracker.weights().to(device)
+            if self.tracker.normalize == "pixels":
+                weights = pixel_mean_one(weights, label, valid)
             loss_inc = self.inconsistency_weight * inconsistency_loss(
                 tgt_logits, label, weights, weight
             )

@@ -48,6 +48,44 @@ def test_plan_covers_every_method_and_seed_and_resumes(tmp_path):
     assert [(r.method, r.seed) for r in pending(runs)] == [("uda_large", 1)]
 
 
+def test_longest_runs_start_first(tmp_path):
+    order = [r.method for r in pending(plan(_settings(tmp_path, seeds=[0])))]
+    assert order[:2] == ["duda_small", "uda_large"]
+    assert order.index("uda_small") < order.index("source_only_small")
+
+
+def test_a_finished_run_with_other_settings_stops_the_benchmark(tmp_path):
+    s = _settings(tmp_path, seeds=[0], precision="fp32")
+    runs = plan(s)
+    _write_fake_results(runs)
+    (runs[0].run_dir / ".hydra").mkdir()
+    stored = [o for o in runs[0].overrides if not o.startswith("hydra.run.dir")]
+    record = runs[0].run_dir / ".hydra" / "overrides.yaml"
+    record.write_text("".join(f"- {o}\n" for o in stored))
+    assert accuracy.stale(runs[0]) == []
+    record.write_text(
+        "".join(f"- {o.replace('precision=fp32', 'precision=bf16')}\n" for o in stored)
+        + "- trainer.threads=7\n"  # thread counts do not change what a run computes
+    )
+    assert accuracy.stale(runs[0]) == ["-trainer.precision=bf16", "+trainer.precision=fp32"]
+    lines = []
+    assert run_accuracy(s, log=lines.append) == 2
+    assert str(runs[0].run_dir) in lines[0] and "nothing was deleted" in lines[-1]
+    assert (runs[0].results_path).is_file()
+
+
+def test_precision_auto_follows_the_cpu(tmp_path, monkeypatch):
+    monkeypatch.setattr(accuracy, "cpu_has_fast_bf16", lambda: True)
+    assert _settings(tmp_path).run_precision == "bf16"
+    monkeypatch.setattr(accuracy, "cpu_has_fast_bf16", lambda: False)
+    s = _settings(tmp_path, seeds=[0])
+    assert s.run_precision == "fp32"
+    assert all("trainer.precision=fp32" in r.overrides for r in plan(s))
+    assert _settings(tmp_path, precision="bf16").run_precision == "bf16"
+    with pytest.raises(ValueError, match="precision"):
+        _settings(tmp_path, precision="fp16").check()
+
+
 def test_ablations_are_added_on_request(tmp_path):
     methods = {r.method for r in plan(_settings(tmp_path, seeds=[0], ablations=True))}
     assert set(accuracy.ABLATIONS) <= methods and set(FAKE) <= methods

@@ -153,3 +153,21 @@ def test_weights_follow_the_input_device():
     tracker.update(PRED.cuda(), LABEL.cuda())
     assert tracker.weights().device.type == "cuda"
     torch.testing.assert_close(tracker.weights().cpu()[:3].mean(), torch.tensor(1.0))
+
+
+def test_pixel_normalisation_gives_mean_one_over_counted_pixels():
+    from duda.distill.inconsistency import pixel_mean_one
+
+    w = torch.tensor([0.5, 2.0, 1.0])
+    label = torch.tensor([[[0, 0, 0, 1, 255]]])
+    # counted pixels: three of class 0, one of class 1 -> mean weight (3*0.5 + 2.0) / 4 = 0.875
+    out = pixel_mean_one(w, label)
+    assert torch.allclose(out, torch.tensor([0.5, 2.0, 1.0]) / 0.875)
+    assert torch.isclose(out[label[label != 255]].mean(), torch.tensor(1.0))
+    # a validity mask drops pixels from the mean: (2*0.5 + 2.0) / 3 = 1.0
+    valid = torch.tensor([[[1, 1, 0, 1, 1]]])
+    assert torch.allclose(pixel_mean_one(w, label, valid), w)
+    # nothing counted: weights unchanged, no NaN
+    assert torch.equal(pixel_mean_one(w, torch.full((1, 1, 3), 255)), w)
+    with pytest.raises(ValueError, match="normalize"):
+        InconsistencyTracker(3, normalize="batch")
