@@ -17,7 +17,6 @@ import torch
 from duda.data.classes import IGNORE_INDEX
 from duda.uda.losses import pixel_ce, resize_logits
 
-
 # "classes": mean weight 1 over the classes (the method document's rule). "pixels": each batch's
 # weights rescaled to mean 1 over its labelled pixels, so re-weighting moves emphasis between
 # classes without shrinking the target loss when the frequent classes are the well-adapted ones.
@@ -60,7 +59,9 @@ class InconsistencyTracker:
                 f"inconsistency clip must be [low, high] with 0 <= low <= high: {clip}"
             )
         if normalize not in NORMALIZE:
-            raise ValueError(f"inconsistency normalize must be one of {NORMALIZE}, got {normalize!r}")
+            raise ValueError(
+                f"inconsistency normalize must be one of {NORMALIZE}, got {normalize!r}"
+            )
         self.normalize = normalize
         self.num_classes = int(num_classes)
         self.momentum = float(momentum)
