@@ -25,6 +25,7 @@ def plain(value: object) -> object:
 class Precision(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"
+    auto = "auto"  # bf16 where the device computes it natively (duda/engine/device.py)
 
 
 class EvalMode(str, Enum):

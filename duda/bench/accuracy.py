@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from duda.bench import stats
-from duda.bench.machine import cpu_has_fast_bf16, cpu_model, usable_cores
+from duda.bench.machine import cpu_model, usable_cores
+from duda.engine.device import cpu_has_fast_bf16
 
 STYLES = ("day", "night", "fog")
 
@@ -57,7 +58,8 @@ LABELS = {
 COST = {"source_only_small": 1.0, "oracle_small": 1.0, "uda_small": 2.0, "uda_large": 3.5}
 DUDA_COST = 4.0
 # Overrides that do not change what a run computes; any other difference makes a stored run stale.
-IGNORED_KEYS = ("hydra.run.dir", "trainer.threads", "trainer.progress", "logger")
+# (The data is named by style and data seed; paths.data_dir is only where it lies.)
+IGNORED_KEYS = ("hydra.run.dir", "paths.data_dir", "trainer.threads", "trainer.progress", "logger")
 MIN_LARGE_MARGIN = 3.0  # the issue: base UDA large must beat small by this many mIoU
 
 

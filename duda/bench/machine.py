@@ -30,16 +30,6 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_has_fast_bf16() -> bool:
-    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX): there autocast to bf16
-    speeds MiT training up; elsewhere it is emulated and slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def load_average() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]

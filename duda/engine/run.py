@@ -21,7 +21,7 @@ from duda.data.datasets import DatasetLayoutError
 from duda.data.loaders import eval_loader, train_loader
 from duda.distill.build import build_method
 from duda.engine.checkpoint import ensure_writable, remove_stale_temporaries
-from duda.engine.device import resolve_device
+from duda.engine.device import resolve_device, resolve_precision
 from duda.engine.evaluation import EvalSettings
 from duda.engine.metrics import format_table
 from duda.engine.preemption import StopRequest
@@ -113,7 +113,10 @@ def run_training(
     if t.threads:
         torch.set_num_threads(t.threads)
     device = resolve_device(t.device)
-    amp_dtype = torch.bfloat16 if t.precision.value == "bf16" else None
+    precision = resolve_precision(t.precision.value, device)
+    if t.precision.value == "auto":
+        print(f"trainer.precision=auto: {precision} on {device.type}")
+    amp_dtype = torch.bfloat16 if precision == "bf16" else None
     seed_everything(cfg.seed)
     method = build_method_or_explain(cfg, device, amp_dtype)
 
