@@ -241,6 +241,7 @@ class FinetuneConfig:
 
     update_teacher: bool = False
     source_weight: float = 1.0
+    mix: bool = False  # ClassMix + jitter/blur on the student's stage-2 target crops, as stage 1
 
 
 @dataclass

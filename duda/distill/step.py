@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from duda.data.classes import CLASS_NAMES
+from duda.data.classes import CLASS_NAMES, IGNORE_INDEX
 from duda.distill.inconsistency import (
     InconsistencyTracker,
     inconsistency_loss,
@@ -60,6 +60,7 @@ class DUDA:
         update_teacher: bool = False,
         student_in_stage1: bool = True,
         amp_dtype: torch.dtype | None = None,
+        finetune_mix: bool = False,
     ):
         self.large = large
         self.student = student
@@ -78,6 +79,7 @@ class DUDA:
         self.finetune_source_weight = finetune_source_weight
         self.update_teacher = update_teacher
         self.student_in_stage1 = student_in_stage1  # false: the "no pre-adaptation" ablation
+        self.finetune_mix = finetune_mix
         self.amp_dtype = amp_dtype
         self.num_classes = large.num_classes
         self.large_retired = False
@@ -175,18 +177,26 @@ class DUDA:
             self.large.c.per_image_confidence,
             target.get("valid"),
         )
-        logs |= self.large.pseudo_label_logs(
-            TeacherOutput(fused, label, weight, share), target, "fused"
-        )
+        fused_view = TeacherOutput(fused, label, weight, share)
+        logs |= self.large.pseudo_label_logs(fused_view, target, "fused")
 
         device = source["image"].device
         with autocast(device, self.amp_dtype):
             src_logits = self.student(source["image"])
         loss_src = self.finetune_source_weight * pixel_ce(src_logits, source["label"])
         loss_src.backward()
+        image, hard, pixel_weight, valid = target["image"], label, weight, _valid(target, label)
+        gt = target.get("label")
+        if self.finetune_mix:  # the same strong view as stage 1; losses on its target pixels
+            jitter, blur = self.large.c.augment.draw(self.large.generator)
+            mixed = self.large.mix(source, target, fused_view, jitter, blur)
+            pasted = mixed.mask.squeeze(1)
+            image, hard, pixel_weight = mixed.image, mixed.label, mixed.weight
+            valid = (1 - pasted) * _valid(target, hard)
+            if gt is not None:
+                gt = gt.masked_fill(pasted.bool(), IGNORE_INDEX)
         with autocast(device, self.amp_dtype):
-            tgt_logits = self.student(target["image"])
-        valid = _valid(target, label)
+            tgt_logits = self.student(image)
         loss_kd = (
             self.kd_weight
             * self.kd_schedule(it)
@@ -195,12 +205,12 @@ class DUDA:
         loss = loss_kd
         logs |= {"loss/student_source": loss_src.detach(), "loss/student_kd": loss_kd.detach()}
         if self.tracker is not None:
-            self.tracker.update(tgt_logits.detach(), label, valid)
+            self.tracker.update(tgt_logits.detach(), hard, valid)
             weights = self.tracker.weights().to(device)
             if self.tracker.normalize == "pixels":
-                weights = pixel_mean_one(weights, label, valid)
+                weights = pixel_mean_one(weights, hard, valid)
             loss_inc = self.inconsistency_weight * inconsistency_loss(
-                tgt_logits, label, weights, weight
+                tgt_logits, hard, weights, pixel_weight
             )
             loss = loss + loss_inc
             logs["loss/student_inconsistency"] = loss_inc.detach()
@@ -212,8 +222,8 @@ class DUDA:
         student_pred = resize_logits(tgt_logits.detach(), label.shape[-2:]).argmax(1)
         logs["distill/lambda_kd"] = torch.tensor(self.kd_schedule(it))
         logs["distill/agreement"] = _agreement(tgt_logits, teacher_label, valid)
-        if "label" in target:
-            logs["confusion/student"] = confusion(student_pred, target["label"], self.num_classes)
+        if gt is not None:
+            logs["confusion/student"] = confusion(student_pred, gt, self.num_classes)
         return _with_totals(logs)
 
     @torch.no_grad()

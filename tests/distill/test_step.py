@@ -126,3 +126,29 @@ def test_no_pre_adaptation_leaves_the_student_untouched_in_stage1():
     assert not any(k.startswith("loss/student_") for k in logs)
     for name, value in method.student.state_dict().items():
         assert torch.equal(value, before[name]), name
+
+
+def _stage2_inputs(method: DUDA, source, target) -> tuple[list[torch.Tensor], dict]:
+    """The student's inputs in one stage-2 step (source first, then the target view)."""
+    seen: list[torch.Tensor] = []
+    hook = method.student.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    logs = method.train_step(source, target, 1)
+    hook.remove()
+    return seen, logs
+
+
+def test_stage2_mix_trains_on_classmixed_target_crops():
+    source, target = _batches()
+    plain = _duda(pre_iters=1)
+    plain.train_step(source, target, 0)
+    seen, logs = _stage2_inputs(plain, source, target)
+    assert torch.equal(seen[-1], target["image"])  # default: the clean target crop
+    full = int(logs["confusion/student"].sum())
+
+    mixing = _duda(pre_iters=1, finetune_mix=True)
+    mixing.train_step(source, target, 0)
+    seen, logs = _stage2_inputs(mixing, source, target)
+    assert seen[-1].shape == target["image"].shape and not torch.equal(seen[-1], target["image"])
+    assert {"loss/student_kd", "loss/student_inconsistency"} <= set(logs)
+    # student quality is measured on the target pixels only: pasted source pixels are left out
+    assert 0 < int(logs["confusion/student"].sum()) < full
