@@ -22,9 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from duda.bench import stats
 from duda.bench.machine import cpu_model, usable_cores
-from duda.engine.device import cpu_has_fast_bf16
+from duda.engine.device import resolve_precision
 
 STYLES = ("day", "night", "fog")
 
@@ -104,9 +106,7 @@ class AccuracySettings:
     def run_precision(self) -> str:
         """`trainer.precision` of every run: all methods train alike, so the table compares
         methods, not number formats."""
-        if self.precision != "auto":
-            return self.precision
-        return "bf16" if cpu_has_fast_bf16() else "fp32"
+        return resolve_precision(self.precision, torch.device("cpu"))  # the runs use cpu_small
 
     @property
     def run_threads(self) -> int:

@@ -12,6 +12,7 @@ from duda.bench import accuracy
 from duda.bench.accuracy import AccuracySettings, collect, pending, plan, run_accuracy
 from duda.bench.chart import _pil_chart
 from duda.bench.configs import compose
+from duda.engine import device
 
 FAKE = {  # per-seed target mIoU of each method
     "source_only_small": [20.0, 22.0, 24.0],
@@ -75,9 +76,9 @@ def test_a_finished_run_with_other_settings_stops_the_benchmark(tmp_path):
 
 
 def test_precision_auto_follows_the_cpu(tmp_path, monkeypatch):
-    monkeypatch.setattr(accuracy, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
     assert _settings(tmp_path).run_precision == "bf16"
-    monkeypatch.setattr(accuracy, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: False)
     s = _settings(tmp_path, seeds=[0])
     assert s.run_precision == "fp32"
     assert all("trainer.precision=fp32" in r.overrides for r in plan(s))
