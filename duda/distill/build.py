@@ -83,7 +83,7 @@ def build_duda(cfg: Any, device: torch.device, amp_dtype: torch.dtype | None) ->
         inconsistency_weight=cfg.loss.inconsistency,
         finetune_source_weight=d.finetune.source_weight,
         update_teacher=d.finetune.update_teacher,
-        finetune_mix=bool(getattr(d.finetune, "mix", False)),
+        finetune_mix=d.finetune.mix,
         student_in_stage1=d.student_in_stage1,
         amp_dtype=amp_dtype,
     )

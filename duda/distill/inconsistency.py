@@ -74,8 +74,7 @@ class InconsistencyTracker:
     @classmethod
     def from_config(cls, cfg: Any, num_classes: int) -> InconsistencyTracker:
         """From the `distill.inconsistency` node (momentum, gamma, clip, normalize)."""
-        normalize = getattr(cfg, "normalize", "classes")
-        return cls(num_classes, cfg.momentum, cfg.gamma, tuple(cfg.clip), normalize=normalize)
+        return cls(num_classes, cfg.momentum, cfg.gamma, tuple(cfg.clip), normalize=cfg.normalize)
 
     @property
     def disagreement(self) -> torch.Tensor:

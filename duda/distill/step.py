@@ -192,7 +192,7 @@ class DUDA:
             mixed = self.large.mix(source, target, fused_view, jitter, blur)
             pasted = mixed.mask.squeeze(1)
             image, hard, pixel_weight = mixed.image, mixed.label, mixed.weight
-            valid = (1 - pasted) * _valid(target, hard)
+            valid = (1 - pasted) * valid
             if gt is not None:
                 gt = gt.masked_fill(pasted.bool(), IGNORE_INDEX)
         with autocast(device, self.amp_dtype):
