@@ -103,6 +103,13 @@ def _accuracy_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help=f"also train the DUDA ablations ({', '.join(ABLATIONS)})",
     )
+    p.add_argument(
+        "--only",
+        type=lambda v: [m.strip() for m in v.split(",") if m.strip()],
+        default=[],
+        metavar="METHOD,...",
+        help="train and report only these methods or ablations, e.g. uda_small,duda_small",
+    )
     p.add_argument("--jobs", type=int, default=1, help="trainings in parallel")
     p.add_argument("--threads", type=int, default=None, help="per run (default cores / jobs)")
     p.add_argument(
@@ -154,6 +161,7 @@ def _accuracy(args: argparse.Namespace, command: str) -> int:
         data_dir=args.data_dir,
         overrides=args.override,
         ablations=args.ablations,
+        only=args.only,
         jobs=args.jobs,
         threads=args.threads,
         precision=args.precision,

@@ -38,10 +38,13 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "duda_small": ("synth_duda", []),
     "oracle_small": ("synth_oracle", []),
 }
-# One DUDA component off at a time (docs/method.md).
+# One DUDA setting changed at a time, relative to synth_duda (which leaves the soft KD term out
+# and fine-tunes on the mixed view; docs/method.md).
 ABLATIONS: dict[str, tuple[str, list[str]]] = {
-    "duda_no_kd": ("synth_duda", ["loss.kd=0"]),
-    "duda_no_gradual": ("synth_duda", ["distill/schedule=constant"]),
+    "duda_soft_kd": ("synth_duda", ["loss.kd=1.0"]),
+    "duda_soft_kd_no_ramp": ("synth_duda", ["loss.kd=1.0", "distill/schedule=constant"]),
+    "duda_clean_finetune": ("synth_duda", ["distill.finetune.mix=false"]),
+    "duda_method_defaults": ("synth_duda", ["loss.kd=1.0", "distill.finetune.mix=false"]),
     "duda_no_inconsistency": ("synth_duda", ["distill.inconsistency.enabled=false"]),
     "duda_stage1_only": ("synth_duda", ["distill.pre_iters=${trainer.max_iters}"]),
 }
@@ -51,17 +54,26 @@ LABELS = {
     "uda_large": "base UDA (DAFormer), large",
     "duda_small": "DUDA, small student",
     "oracle_small": "oracle (target labels), small",
-    "duda_no_kd": "DUDA without soft KD",
-    "duda_no_gradual": "DUDA without the KD ramp",
+    "duda_soft_kd": "DUDA + soft KD (ramped)",
+    "duda_soft_kd_no_ramp": "DUDA + soft KD, no ramp",
+    "duda_clean_finetune": "DUDA, stage 2 on clean crops",
+    "duda_method_defaults": "DUDA, method-document defaults",
     "duda_no_inconsistency": "DUDA without the inconsistency loss",
     "duda_stage1_only": "DUDA stage 1 only",
 }
 # Relative training cost, for starting the longest runs first (2 jobs then finish together).
 COST = {"source_only_small": 1.0, "oracle_small": 1.0, "uda_small": 2.0, "uda_large": 3.5}
 DUDA_COST = 4.0
-# Overrides that do not change what a run computes; any other difference makes a stored run stale.
-# (The data is named by style and data seed; paths.data_dir is only where it lies.)
-IGNORED_KEYS = ("hydra.run.dir", "paths.data_dir", "trainer.threads", "trainer.progress", "logger")
+# Config entries that do not change what a run computes; any other difference makes a stored run
+# stale. (The data is named by style and data seed; `paths` only says where things lie.)
+IGNORED_CONFIG_KEYS = ("paths", "trainer.threads", "trainer.progress", "logger")
+# Knobs added after runs were stored, with the value that reproduces the behaviour from before
+# they existed: a stored config without the key matches only that value. Any other key a stored
+# config lacks is a difference.
+ADDED_KEYS: dict[str, Any] = {
+    "distill.inconsistency.normalize": "classes",
+    "distill.finetune.mix": False,
+}
 MIN_LARGE_MARGIN = 3.0  # the issue: base UDA large must beat small by this many mIoU
 
 
@@ -75,6 +87,7 @@ class AccuracySettings:
     data_dir: Path | None = None  # default WORK_DIR/data
     overrides: list[str] = field(default_factory=list)
     ablations: bool = False
+    only: list[str] = field(default_factory=list)  # train and report just these methods
     jobs: int = 1
     threads: int | None = None
     precision: str = "auto"  # bf16 autocast where the CPU has native bf16, else fp32
@@ -90,11 +103,18 @@ class AccuracySettings:
             raise ValueError(f"--seeds {self.seeds}: a seed is repeated")
         if self.jobs < 1 or (self.threads is not None and self.threads < 1):
             raise ValueError("--jobs and --threads must be at least 1")
+        unknown = [m for m in self.only if m not in METHODS | ABLATIONS]
+        if unknown:
+            raise ValueError(
+                f"--only {','.join(unknown)}: expected some of {list(METHODS | ABLATIONS)}"
+            )
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"--precision {self.precision}: expected auto, fp32 or bf16")
 
     @property
     def methods(self) -> dict[str, tuple[str, list[str]]]:
+        if self.only:
+            return {m: v for m, v in (METHODS | ABLATIONS).items() if m in self.only}
         return METHODS | (ABLATIONS if self.ablations else {})
 
     @property
@@ -208,19 +228,43 @@ def pending(runs: list[Run]) -> list[Run]:
     return sorted(todo, key=lambda r: -COST.get(r.method, DUDA_COST))
 
 
-def stale(run: Run) -> list[str]:
-    """How a finished run's stored overrides (`.hydra/overrides.yaml`) differ from the planned
-    ones; empty when they match or the run has no record. A stale run would silently mix an
-    older setting (another precision, data seed, iteration count) into the table."""
-    import yaml
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as `{"a.b.c": leaf}`; lists are leaves."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat |= flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    return flat
 
-    record = run.run_dir / ".hydra" / "overrides.yaml"
+
+def _ignored(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in IGNORED_CONFIG_KEYS)
+
+
+def stale(run: Run) -> list[str]:
+    """How a finished run's stored config (`.hydra/config.yaml`) differs from the config its
+    planned overrides compose today, as `key: stored -> planned`; empty when they match or the
+    run has no record. Comparing configs, not override lists, also catches a changed experiment
+    file (e.g. a new default in synth_duda), which would otherwise mix an older setting into the
+    table."""
+    from omegaconf import OmegaConf
+
+    from duda.bench.configs import compose
+
+    record = run.run_dir / ".hydra" / "config.yaml"
     if not run.results_path.is_file() or not record.is_file():
         return []
-    stored = yaml.safe_load(record.read_text()) or []
-    keep = [o for o in run.overrides if override_key(o) not in IGNORED_KEYS]
-    old = [o for o in stored if override_key(o) not in IGNORED_KEYS]
-    return [f"-{o}" for o in old if o not in keep] + [f"+{o}" for o in keep if o not in old]
+    stored = flatten(OmegaConf.to_container(OmegaConf.load(record), enum_to_str=True))
+    overrides = [o for o in run.overrides if not override_key(o).startswith("hydra.")]
+    planned = flatten(OmegaConf.to_container(compose(overrides), enum_to_str=True))
+    stored = {k: v for k, v in ADDED_KEYS.items() if k in planned} | stored
+    missing = object()
+    return [
+        f"{key}: {stored.get(key, '(absent)')} -> {planned.get(key, '(removed)')}"
+        for key in sorted(stored.keys() | planned.keys())
+        if not _ignored(key) and stored.get(key, missing) != planned.get(key, missing)
+    ]
 
 
 # ------------------------------------------------------------------------------ running
@@ -253,7 +297,7 @@ def run_accuracy(s: AccuracySettings, log=print) -> int:
     outdated = {r.run_dir: d for r in runs if (d := stale(r))}
     if outdated:
         for run_dir, diff in outdated.items():
-            log(f"error: {run_dir} holds a run with other settings ({' '.join(diff)})")
+            log(f"error: {run_dir} holds a run with other settings ({'; '.join(diff)})")
         log(
             "Move those run folders away (or pass another --work-dir) to train them again; "
             "nothing was deleted."

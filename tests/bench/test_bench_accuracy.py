@@ -55,24 +55,54 @@ def test_longest_runs_start_first(tmp_path):
     assert order.index("uda_small") < order.index("source_only_small")
 
 
+def _store_config(run, overrides):
+    """What Hydra writes into a run folder: the composed config, unresolved."""
+    from omegaconf import OmegaConf
+
+    (run.run_dir / ".hydra").mkdir(exist_ok=True)
+    config = compose([o for o in overrides if not o.startswith("hydra.")])
+    OmegaConf.save(config, run.run_dir / ".hydra" / "config.yaml")
+
+
 def test_a_finished_run_with_other_settings_stops_the_benchmark(tmp_path):
     s = _settings(tmp_path, seeds=[0], precision="fp32")
     runs = plan(s)
     _write_fake_results(runs)
-    (runs[0].run_dir / ".hydra").mkdir()
-    stored = [o for o in runs[0].overrides if not o.startswith("hydra.run.dir")]
-    record = runs[0].run_dir / ".hydra" / "overrides.yaml"
-    record.write_text("".join(f"- {o}\n" for o in stored))
-    assert accuracy.stale(runs[0]) == []
-    record.write_text(
-        "".join(f"- {o.replace('precision=fp32', 'precision=bf16')}\n" for o in stored)
-        + "- trainer.threads=7\n"  # thread counts do not change what a run computes
-    )
-    assert accuracy.stale(runs[0]) == ["-trainer.precision=bf16", "+trainer.precision=fp32"]
+    run = next(r for r in runs if r.method == "duda_small")
+    _store_config(run, run.overrides + ["trainer.threads=7", "paths.data_dir=/elsewhere"])
+    assert accuracy.stale(run) == []  # threads and data location do not change the result
+    # Another precision, or an experiment file whose defaults changed since the run trained
+    # (the same override list then composes another config), makes the run stale.
+    _store_config(run, [o.replace("precision=fp32", "precision=bf16") for o in run.overrides])
+    assert accuracy.stale(run) == ["trainer.precision: bf16 -> fp32"]
+    _store_config(run, run.overrides + ["loss.kd=0.5"])
+    assert accuracy.stale(run) == ["loss.kd: 0.5 -> 0.0"]
     lines = []
     assert run_accuracy(s, log=lines.append) == 2
-    assert str(runs[0].run_dir) in lines[0] and "nothing was deleted" in lines[-1]
-    assert (runs[0].results_path).is_file()
+    assert str(run.run_dir) in lines[0] and "nothing was deleted" in lines[-1]
+    assert run.results_path.is_file()
+
+
+def test_keys_added_after_a_run_trained_match_only_their_old_behaviour(tmp_path):
+    from omegaconf import OmegaConf
+
+    run = next(r for r in plan(_settings(tmp_path, seeds=[0])) if r.method == "duda_small")
+    _write_fake_results([run])
+    _store_config(run, run.overrides)
+    record = run.run_dir / ".hydra" / "config.yaml"
+    older = OmegaConf.load(record)
+    del older.distill.inconsistency["normalize"]  # a knob that did not exist yet ...
+    older.distill["retired_knob"] = 1  # ... and one that no longer exists
+    del older.trainer["max_iters"]  # a key that is not known to be a later addition
+    OmegaConf.save(older, record)
+    assert accuracy.stale(run) == [
+        "distill.retired_knob: 1 -> (removed)",
+        "trainer.max_iters: (absent) -> 1000",
+    ]
+    # synth_duda fine-tunes on the mixed view; a run stored before the knob existed did not.
+    del older.distill.finetune["mix"]
+    OmegaConf.save(older, record)
+    assert "distill.finetune.mix: False -> True" in accuracy.stale(run)
 
 
 def test_precision_auto_follows_the_cpu(tmp_path, monkeypatch):
@@ -90,6 +120,13 @@ def test_precision_auto_follows_the_cpu(tmp_path, monkeypatch):
 def test_ablations_are_added_on_request(tmp_path):
     methods = {r.method for r in plan(_settings(tmp_path, seeds=[0], ablations=True))}
     assert set(accuracy.ABLATIONS) <= methods and set(FAKE) <= methods
+
+
+def test_only_selects_methods_in_table_order(tmp_path):
+    s = _settings(tmp_path, seeds=[0], only=["duda_clean_finetune", "uda_small"])
+    assert [r.method for r in plan(s)] == ["uda_small", "duda_clean_finetune"]
+    with pytest.raises(ValueError, match="--only duda_big: expected some of"):
+        _settings(tmp_path, only=["duda_big"]).check()
 
 
 def test_reports_from_fake_results(tmp_path):

@@ -35,6 +35,7 @@ EXPECTED_CHANGE = {
     "full": {},
     "no_ramp": {"schedule": "constant"},
     "no_kd": {"kd": 0.0},
+    "soft_kd": {"kd": 1.0},
     "no_inconsistency": {"inconsistency": False},
     "single_teacher": {"extra_teachers": 0},
     "no_pre_adaptation": {"student_in_stage1": False},
