@@ -135,6 +135,15 @@ class InconsistencyTracker:
         use = seen & (total > 0)
         return torch.where(use, scaled, torch.ones_like(scaled)).detach()
 
+    def loss_weights(self, label: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """The class weights for this batch's loss under the tracker's `normalize` rule:
+        `weights()` as they are ("classes"), or rescaled to mean 1 over the batch's counted
+        pixels ("pixels", `pixel_mean_one`)."""
+        weights = self.weights()
+        if self.normalize == "pixels":
+            weights = pixel_mean_one(weights, label, valid)
+        return weights
+
     def state_dict(self) -> dict[str, Any]:
         """The EMA state, on the CPU, for checkpoints (hyper-parameters come from the config)."""
         return {

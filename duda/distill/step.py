@@ -27,7 +27,6 @@ from duda.data.classes import CLASS_NAMES, IGNORE_INDEX
 from duda.distill.inconsistency import (
     InconsistencyTracker,
     inconsistency_loss,
-    pixel_mean_one,
 )
 from duda.distill.kd import kd_loss, soften
 from duda.distill.schedules import Schedule
@@ -206,9 +205,7 @@ class DUDA:
         logs |= {"loss/student_source": loss_src.detach(), "loss/student_kd": loss_kd.detach()}
         if self.tracker is not None:
             self.tracker.update(tgt_logits.detach(), hard, valid)
-            weights = self.tracker.weights().to(device)
-            if self.tracker.normalize == "pixels":
-                weights = pixel_mean_one(weights, hard, valid)
+            weights = self.tracker.loss_weights(hard, valid).to(device)
             loss_inc = self.inconsistency_weight * inconsistency_loss(
                 tgt_logits, hard, weights, pixel_weight
             )

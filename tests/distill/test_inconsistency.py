@@ -171,3 +171,16 @@ def test_pixel_normalisation_gives_mean_one_over_counted_pixels():
     assert torch.equal(pixel_mean_one(w, torch.full((1, 1, 3), 255)), w)
     with pytest.raises(ValueError, match="normalize"):
         InconsistencyTracker(3, normalize="batch")
+
+
+def test_loss_weights_follow_the_trackers_normalisation_rule():
+    label = torch.tensor([[[0, 0, 0, 1]]])
+    pred = torch.tensor([[[0, 0, 1, 1]]])  # class 0: IoU 2/3, class 1: IoU 1/2
+    logits = torch.nn.functional.one_hot(pred, 2).permute(0, 3, 1, 2).float()
+    by_class, by_pixel = InconsistencyTracker(2), InconsistencyTracker(2, normalize="pixels")
+    for tracker in (by_class, by_pixel):
+        tracker.update(logits, label)
+    # d = (1/3, 1/2): class-mean weights 2·d / Σd = (4/5, 6/5)
+    torch.testing.assert_close(by_class.loss_weights(label), torch.tensor([0.8, 1.2]))
+    # mean over three class-0 pixels and one class-1 pixel: (3·0.8 + 1.2) / 4 = 0.9
+    torch.testing.assert_close(by_pixel.loss_weights(label), torch.tensor([0.8, 1.2]) / 0.9)
