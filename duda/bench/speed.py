@@ -28,7 +28,7 @@ from duda.bench import stats
 from duda.bench.configs import compose
 from duda.bench.machine import describe_line, describe_machine
 from duda.bench.memory import PeakMemory, release_free_memory
-from duda.engine.device import resolve_device
+from duda.engine.device import resolve_device, resolve_precision
 
 STEPS = ("source_only", "uda_small", "uda_large", "duda_stage1", "duda_stage2")
 SECTIONS = ("steps", "ema", "data", "inference")
@@ -55,11 +55,11 @@ GTA_SIZE = (1914, 1052)
 CITYSCAPES_SIZE = (2048, 1024)
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # A few minutes on a 2-core CPU: the embedded benchmark's pair (MiT-B2 + DAFormer head vs
-    # MiT-B0 + SegFormer head) at a small crop; EMA, data and inference at their real sizes.
+    # A few minutes on a 2-core CPU: the embedded benchmark's pair (MiT-B2 vs MiT-B0, both with
+    # the SegFormer head) at a small crop; EMA, data and inference at their real sizes.
     "cpu": {
         "large": "mit_b2",
-        "large_head": "daformer",
+        "large_head": "segformer",
         "small": "mit_b0",
         "small_head": "segformer",
         "crop": 128,
@@ -145,7 +145,7 @@ class SpeedSettings:
     infer_hw: tuple[int, int] = (512, 1024)
     infer_iters: int = 3
     device: str = "auto"
-    precision: str = "auto"  # bf16 autocast on CUDA, fp32 on CPU
+    precision: str = "auto"  # bf16 where the device computes it natively (as trainer.precision)
     threads: int | None = None
     fd: bool = False  # the ImageNet feature distance of the large pair (needs no weights here)
     flops: bool = True  # count FLOPs of one step with torch.utils.flop_counter
@@ -597,9 +597,7 @@ def run_speed(
     if s.threads:
         torch.set_num_threads(s.threads)
     device = resolve_device(s.device, "--device")
-    precision = (
-        s.precision if s.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
-    )
+    precision = resolve_precision(s.precision, device)
     amp_dtype = torch.bfloat16 if precision == "bf16" else None
     torch.manual_seed(0)
     machine = describe_machine(device)
