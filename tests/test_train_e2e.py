@@ -111,6 +111,7 @@ def test_duda_runs_both_stages_through_the_entry_point(tmp_path):
     small_large = [  # a B0-sized "large" pair keeps the test fast
         "model.large.backbone.name=mit_b0",
         "distill.pre_iters=2",
+        "loss.kd=1.0",  # synth_duda leaves the soft KD term out; every loss term runs here
     ]
     proc = _train(
         tmp_path,
