@@ -24,10 +24,7 @@ import torch
 from torch import nn
 
 from duda.data.classes import CLASS_NAMES, IGNORE_INDEX
-from duda.distill.inconsistency import (
-    InconsistencyTracker,
-    inconsistency_loss,
-)
+from duda.distill.inconsistency import InconsistencyTracker, inconsistency_loss
 from duda.distill.kd import kd_loss, soften
 from duda.distill.schedules import Schedule
 from duda.uda.losses import pixel_ce, resize_logits
