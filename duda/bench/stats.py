@@ -72,9 +72,12 @@ def fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
 
 
 def fmt_mean_std(values: Sequence[float | None], digits: int = 1) -> str:
+    """`mean ± std`; a single value alone (one seed has no spread to show)."""
     mean, std = mean_std(values)
     if math.isnan(mean):
         return "–"
+    if len(finite(values)) == 1:
+        return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 

@@ -55,6 +55,7 @@ def test_markdown_table_and_cells():
     assert stats.fmt(1.234, 1, "×") == "1.2×"
     assert stats.fmt(float("nan")) == "–" and stats.fmt(None) == "–"
     assert stats.fmt_mean_std([1.0, 2.0, 3.0]) == "2.0 ± 1.0"
+    assert stats.fmt_mean_std([21.55, float("nan")]) == "21.6"  # one finite seed: no spread
 
 
 def test_json_safe_turns_non_finite_into_none():
