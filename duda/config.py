@@ -22,6 +22,17 @@ def plain(value: object) -> object:
     return getattr(value, "value", value)
 
 
+def flatten(tree: object, prefix: str = "") -> dict[str, object]:
+    """A nested config container as `{"a.b.c": leaf}`: lists are leaves, and so is an empty
+    mapping (so a node set to `{}` on one side of a comparison still shows)."""
+    if isinstance(tree, dict):
+        out: dict[str, object] = {}
+        for key, value in tree.items():
+            out |= flatten(value, f"{prefix}{key}.")
+        return out or {prefix.rstrip("."): {}}
+    return {prefix.rstrip("."): tree}
+
+
 class Precision(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"

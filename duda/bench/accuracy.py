@@ -228,16 +228,6 @@ def pending(runs: list[Run]) -> list[Run]:
     return sorted(todo, key=lambda r: -COST.get(r.method, DUDA_COST))
 
 
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested config as `{"a.b.c": leaf}`; lists are leaves."""
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat |= flatten(value, f"{prefix}.{key}" if prefix else str(key))
-    return flat
-
-
 def _ignored(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in IGNORED_CONFIG_KEYS)
 
@@ -251,6 +241,7 @@ def stale(run: Run) -> list[str]:
     from omegaconf import OmegaConf
 
     from duda.bench.configs import compose
+    from duda.config import flatten
 
     record = run.run_dir / ".hydra" / "config.yaml"
     if not run.results_path.is_file() or not record.is_file():

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from duda.config import ConfigError
+from duda.config import ConfigError, flatten
 from duda.engine.checkpoint import (
     CorruptCheckpoint,
     checksum_path,
@@ -148,15 +148,6 @@ def find_resume_point(checkpoint_dir: Path, resume: str) -> ResumePoint | None:
         raise ConfigError(f"trainer.resume={resume}: {err}") from err
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for key, value in tree.items():
-            out |= _flatten(value, f"{prefix}{key}.")
-        return out or {prefix.rstrip("."): {}}
-    return {prefix.rstrip("."): tree}
-
-
 def _touches(key: str, prefixes: tuple[str, ...]) -> bool:
     """`key` lies under one of `prefixes` (a trailing `_` matches any continuation), or holds
     one (`model.large` set on one side only holds `model.large.head`)."""
@@ -169,7 +160,7 @@ def _touches(key: str, prefixes: tuple[str, ...]) -> bool:
 def check_resumable(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Raise ConfigError where the checkpoint's run had another architecture; return one line
     per other setting that differs (the resumed run then differs from an uninterrupted one)."""
-    old, new = _flatten(saved), _flatten(current)
+    old, new = flatten(saved), flatten(current)
     keys = sorted(set(old) | set(new))
     differs = [k for k in keys if old.get(k, "<unset>") != new.get(k, "<unset>")]
     shape = [k for k in differs if _touches(k, ARCHITECTURE)]

@@ -112,12 +112,16 @@ def test_tags_name_each_component_that_is_on():
     large = config["model"]["large"]
     duda = run_tags(config)
     assert {"uda:duda", "distill:duda", "base:daformer", "student:mit_b0+segformer"} <= set(duda)
-    assert {"kd", "inconsistency", "pre-adaptation"} <= set(duda)
+    assert {"inconsistency", "pre-adaptation"} <= set(duda)
+    assert "kd" not in duda  # synth_duda switches the soft KD term off (loss.kd: 0)
     assert f"large:{large['backbone']['name']}+{large['head']['name']}" in duda
     assert "kd-schedule:linear" in duda and duda[-1] == "mine"
     assert "fd" not in duda  # the synthetic experiments switch feature distance off
-    no_kd = run_tags(_config("+experiment=synth_duda", "+ablation=no_kd"))
+    soft_kd = run_tags(_config("+experiment=synth_duda", "+ablation=soft_kd"))
+    assert "kd" in soft_kd and "ablation-soft_kd" in soft_kd
+    no_kd = run_tags(_config("+experiment=gta_cs_mit_b0", "+ablation=no_kd"))
     assert "kd" not in no_kd and "ablation-no_kd" in no_kd
+    assert "kd" in run_tags(_config("+experiment=gta_cs_mit_b0"))
     mic = run_tags(_config("+experiment=synth_mic_mit_b0"))
     assert "mic" in mic and not any(t.startswith("distill:") for t in mic)
     assert run_tags(_config("+experiment=synth_source_only"))[:3] == [
