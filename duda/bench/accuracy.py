@@ -13,6 +13,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -66,7 +67,8 @@ COST = {"source_only_small": 1.0, "oracle_small": 1.0, "uda_small": 2.0, "uda_la
 DUDA_COST = 4.0
 # Config entries that do not change what a run computes; any other difference makes a stored run
 # stale. (The data is named by style and data seed; `paths` only says where things lie.)
-IGNORED_CONFIG_KEYS = ("paths", "trainer.threads", "trainer.progress", "logger")
+# (`trainer.resume`: resume is exact, so where a run started does not change what it computes.)
+IGNORED_CONFIG_KEYS = ("paths", "trainer.threads", "trainer.progress", "trainer.resume", "logger")
 # Knobs added after runs were stored, with the value that reproduces the behaviour from before
 # they existed: a stored config without the key matches only that value. Any other key a stored
 # config lacks is a difference.
@@ -74,6 +76,17 @@ ADDED_KEYS: dict[str, Any] = {
     "distill.inconsistency.normalize": "classes",
     "distill.finetune.mix": False,
 }
+# Ablations that change only what stage 2 does start from the stage-1 checkpoint of the run
+# they share stage 1 with (same seed and data), instead of training the three networks again:
+# stage 2 costs about a fifth of a DUDA run, and exact resume (tests/engine/test_resume.py)
+# makes the result the one a run from scratch gives. Used only when the two configs differ in
+# nothing but STAGE2_KEYS; otherwise the ablation trains from scratch.
+SHARES_STAGE1 = {
+    "duda_clean_finetune": "duda_small",
+    "duda_no_inconsistency": "duda_small",
+    "duda_soft_kd": "duda_method_defaults",
+}
+STAGE2_KEYS = ("distill.inconsistency", "distill.finetune")
 MIN_LARGE_MARGIN = 3.0  # the issue: base UDA large must beat small by this many mIoU
 
 
@@ -140,17 +153,23 @@ class Run:
     seed: int
     run_dir: Path
     overrides: list[str]
+    stage1_from: Path | None = None  # a checkpoint of another run, at the end of stage 1
 
     @property
     def results_path(self) -> Path:
         return self.run_dir / "results.json"
 
     @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+    @property
     def log_path(self) -> Path:
         return self.run_dir.parent / f"{self.run_dir.name}.log"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "duda.train", *self.overrides]
+        resume = [f"trainer.resume={self.stage1_from}"] if self.stage1_from else []
+        return [sys.executable, "-m", "duda.train", *self.overrides, *resume]
 
 
 # ------------------------------------------------------------------------------ planning
@@ -183,7 +202,7 @@ def scaled_pre_iters(overrides: list[str]) -> list[str]:
 
 def run_overrides(s: AccuracySettings, method: str, seed: int, run_dir: Path) -> list[str]:
     """The `duda.train` arguments of one run; the user's overrides come last and win."""
-    experiment, extra = s.methods[method]
+    experiment, extra = (METHODS | ABLATIONS)[method]
     is_duda = experiment == "synth_duda"
     user = [o for o in s.overrides if is_duda or not is_distill_override(o)]
     if is_duda and not any(override_key(o) == "distill.pre_iters" for o in extra):
@@ -232,23 +251,28 @@ def _ignored(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in IGNORED_CONFIG_KEYS)
 
 
-def stale(run: Run) -> list[str]:
-    """How a finished run's stored config (`.hydra/config.yaml`) differs from the config its
-    planned overrides compose today, as `key: stored -> planned`; empty when they match or the
-    run has no record. Comparing configs, not override lists, also catches a changed experiment
-    file (e.g. a new default in synth_duda), which would otherwise mix an older setting into the
-    table."""
+def planned_config(run: Run) -> dict[str, Any]:
+    """The flattened config the run's overrides compose today."""
     from omegaconf import OmegaConf
 
     from duda.bench.configs import compose
     from duda.config import flatten
 
-    record = run.run_dir / ".hydra" / "config.yaml"
-    if not run.results_path.is_file() or not record.is_file():
-        return []
-    stored = flatten(OmegaConf.to_container(OmegaConf.load(record), enum_to_str=True))
     overrides = [o for o in run.overrides if not override_key(o).startswith("hydra.")]
-    planned = flatten(OmegaConf.to_container(compose(overrides), enum_to_str=True))
+    return flatten(OmegaConf.to_container(compose(overrides), enum_to_str=True))
+
+
+def config_diff(run_dir: Path, planned: dict[str, Any]) -> list[str] | None:
+    """How the config stored in `run_dir` (`.hydra/config.yaml`) differs from `planned`, as
+    `key: stored -> planned`, leaving out IGNORED_CONFIG_KEYS; None when nothing is stored."""
+    from omegaconf import OmegaConf
+
+    from duda.config import flatten
+
+    record = run_dir / ".hydra" / "config.yaml"
+    if not record.is_file():
+        return None
+    stored = flatten(OmegaConf.to_container(OmegaConf.load(record), enum_to_str=True))
     stored = {k: v for k, v in ADDED_KEYS.items() if k in planned} | stored
     missing = object()
     return [
@@ -256,6 +280,45 @@ def stale(run: Run) -> list[str]:
         for key in sorted(stored.keys() | planned.keys())
         if not _ignored(key) and stored.get(key, missing) != planned.get(key, missing)
     ]
+
+
+def stale(run: Run) -> list[str]:
+    """How a finished run's stored config differs from the config its planned overrides
+    compose today; empty when they match or the run has no record. Comparing configs, not
+    override lists, also catches a changed experiment file (e.g. a new default in synth_duda),
+    which would otherwise mix an older setting into the table."""
+    if not run.results_path.is_file():
+        return []
+    return config_diff(run.run_dir, planned_config(run)) or []
+
+
+def stage1_checkpoint(run: Run) -> Path | None:
+    """The checkpoint at the end of stage 1 of the finished run `run` shares stage 1 with
+    (SHARES_STAGE1), when there is one and the two configs differ only in what stage 2 does;
+    None: train from scratch."""
+    other = SHARES_STAGE1.get(run.method)
+    if other is None:
+        return None
+    other_dir = run.run_dir.parent.parent / other / run.run_dir.name
+    planned = planned_config(run)
+    checkpoint = other_dir / "checkpoints" / f"iter_{planned['distill.pre_iters']}.pt"
+    if not (other_dir / "results.json").is_file() or not checkpoint.is_file():
+        return None
+    diff = config_diff(other_dir, planned)
+    if diff is None or any(
+        not line.startswith(tuple(f"{k}." for k in STAGE2_KEYS)) for line in diff
+    ):
+        return None
+    return checkpoint
+
+
+def waves(todo: list[Run]) -> list[list[Run]]:
+    """The runs to train in two waves: a run that can start from another run's stage 1 waits
+    in the second wave while that run is still to train, so that it finds the checkpoint."""
+    waiting = {(r.method, r.seed) for r in todo}
+    later = [r for r in todo if (SHARES_STAGE1.get(r.method), r.seed) in waiting]
+    first = [r for r in todo if r not in later]
+    return [w for w in (first, later) if w]
 
 
 # ------------------------------------------------------------------------------ running
@@ -273,6 +336,9 @@ def generate_data(s: AccuracySettings) -> None:
 
 def train(run: Run, env: dict[str, str]) -> tuple[Run, int, float]:
     run.log_path.parent.mkdir(parents=True, exist_ok=True)
+    if run.stage1_from:  # stage 1's logs (pseudo-label quality): the run truncates and extends
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run.stage1_from.parent.parent / "metrics.jsonl", run.metrics_path)
     start = time.perf_counter()
     with run.log_path.open("w") as log:
         log.write("$ " + shlex.join(run.command()) + "\n")
@@ -302,6 +368,7 @@ def run_accuracy(s: AccuracySettings, log=print) -> int:
     )
     if s.dry_run:
         for run in todo:
+            run.stage1_from = stage1_checkpoint(run)
             log(shlex.join(run.command()))
         return 0
     if todo:
@@ -311,16 +378,26 @@ def run_accuracy(s: AccuracySettings, log=print) -> int:
             "HF_HUB_OFFLINE": "1",
             "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"),
         }
-        with ThreadPoolExecutor(max_workers=s.jobs) as pool:
-            futures = [pool.submit(train, run, env) for run in todo]
-            for n, future in enumerate(futures, 1):
-                run, code, seconds = future.result()
-                if code == 0 and run.results_path.is_file():
-                    miou = json.loads(run.results_path.read_text())["mIoU"]
-                    status = f"mIoU {miou:.2f}"
-                else:
-                    status = f"FAILED (exit {code}), see {run.log_path}"
-                log(f"[{n}/{len(todo)}] {run.method} seed {run.seed}: {status} ({seconds:.0f} s)")
+        done = 0
+        for wave in waves(todo):
+            for run in wave:  # the second wave finds the checkpoints the first one wrote
+                run.stage1_from = stage1_checkpoint(run)
+                if run.stage1_from:
+                    log(f"{run.method} seed {run.seed}: stage 2 from {run.stage1_from}")
+            with ThreadPoolExecutor(max_workers=s.jobs) as pool:
+                futures = [pool.submit(train, run, env) for run in wave]
+                for future in futures:
+                    run, code, seconds = future.result()
+                    done += 1
+                    if code == 0 and run.results_path.is_file():
+                        miou = json.loads(run.results_path.read_text())["mIoU"]
+                        status = f"mIoU {miou:.2f}"
+                    else:
+                        status = f"FAILED (exit {code}), see {run.log_path}"
+                    log(
+                        f"[{done}/{len(todo)}] {run.method} seed {run.seed}: {status} "
+                        f"({seconds:.0f} s)"
+                    )
     report = collect(runs)
     write_reports(s, report)
     missing = [f"{r.method}/seed{r.seed}" for r in runs if not r.results_path.is_file()]
@@ -334,6 +411,17 @@ def run_accuracy(s: AccuracySettings, log=print) -> int:
 
 
 PL_TAIL = 0.2  # pseudo-label quality: mean over the log windows of the last 20 % of iterations
+
+
+def resumed(run_dir: Path) -> bool:
+    """Whether the run's last launch started from a checkpoint (its own or, for an ablation
+    that shares stage 1, another run's), so that its wall time covers only that launch."""
+    from omegaconf import OmegaConf
+
+    record = run_dir / ".hydra" / "config.yaml"
+    if not record.is_file():
+        return False
+    return str(OmegaConf.select(OmegaConf.load(record), "trainer.resume", default="none")) != "none"
 
 
 def run_minutes(run_dir: Path) -> float | None:
@@ -370,7 +458,7 @@ def collect(runs: list[Run]) -> dict[str, dict[str, list[Any]]]:
     """Per method: per-seed mIoU (None where a run has no results), per-class IoU, the
     network, wall minutes and teacher pseudo-label quality, in the order of `runs`."""
     out: dict[str, dict[str, list[Any]]] = {}
-    keys = ("seeds", "miou", "iou", "model", "minutes", "pl")
+    keys = ("seeds", "miou", "iou", "model", "minutes", "resumed", "pl")
     for run in runs:
         entry = out.setdefault(run.method, {k: [] for k in keys})
         entry["seeds"].append(run.seed)
@@ -379,6 +467,7 @@ def collect(runs: list[Run]) -> dict[str, dict[str, list[Any]]]:
         entry["iou"].append(None if results is None else results.get("iou", {}))
         entry["model"].append(None if results is None else results.get("model"))
         entry["minutes"].append(run_minutes(run.run_dir))
+        entry["resumed"].append(resumed(run.run_dir))
         entry["pl"].append(pseudo_label_quality(run.run_dir / "metrics.jsonl"))
     return out
 
@@ -420,6 +509,7 @@ def summary_rows(report: dict[str, dict[str, list[Any]]]) -> list[dict[str, Any]
                 "gap_closed": stats.gap_closed(mean, src, oracle),
                 "per_seed": entry["miou"],
                 "minutes": stats.mean_std(entry.get("minutes", []))[0],
+                "resumed": any(entry.get("resumed", [])),
                 "pl_acc": stats.mean_std([q["acc"] for q in pl])[0],
                 "pl_miou": stats.mean_std([q["mIoU"] for q in pl])[0],
             }
@@ -465,7 +555,7 @@ def accuracy_markdown(s: AccuracySettings, report: dict[str, dict[str, list[Any]
             stats.fmt(r["pl_miou"], 1) + " / " + stats.fmt(r["pl_acc"], 1)
             if not math.isnan(r["pl_miou"])
             else "–",
-            stats.fmt(r["minutes"], 1),
+            stats.fmt(r["minutes"], 1) + (" †" if r["resumed"] else ""),
         ]
         for r in rows
     ]
@@ -495,7 +585,15 @@ def accuracy_markdown(s: AccuracySettings, report: dict[str, dict[str, list[Any]
         f"\nTeacher PL: the pseudo-labels' mIoU / pixel accuracy against the target training "
         f"labels (never trained on), mean over the last {PL_TAIL:.0%} of the iterations and the "
         f"seeds. Run times add up to {sum(minutes):.0f} min (each run on "
-        f"{s.run_threads} thread(s), {s.jobs} at a time).\n",
+        f"{s.run_threads} thread(s), {s.jobs} at a time)."
+        + (
+            " †: runs that started from a checkpoint (e.g. an ablation that changes only stage "
+            "2 starts from the stage-1 checkpoint of the run it shares stage 1 with); their "
+            "time covers that last launch only."
+            if any(r["resumed"] for r in rows)
+            else ""
+        )
+        + "\n",
     ]
     notes = findings(rows)
     if notes:

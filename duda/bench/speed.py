@@ -291,12 +291,35 @@ def _step_result(
     return out
 
 
+def method_steps(
+    name: str, method: Any, source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> dict[str, Callable[[], Any]]:
+    """One training step per call, by step name. DUDA gives its two stages; the first
+    stage-2 call retires the large student, and stage 1 cannot run after it."""
+    it = itertools.count(1)
+    if name == "source_only":
+        return {name: lambda: method.train_step(source, None, next(it))}
+    if name != "duda":
+        return {name: lambda: method.train_step(source, target, next(it))}
+    stage2_it = itertools.count(method.pre_iters)
+    return {
+        "duda_stage1": lambda: method.pre_adaptation_step(source, target, next(it)),
+        "duda_stage2": lambda: method.finetune_step(source, target, next(stage2_it)),
+    }
+
+
 def measure_steps(
     s: SpeedSettings, device: torch.device, amp_dtype: torch.dtype | None, log: Callable
 ) -> dict[str, dict[str, Any]]:
-    """Median step time and peak memory (growth over the memory before the method was built)
-    of each method; DUDA's stage 2 continues the stage-1 object after retiring its large
-    student, as training does."""
+    """Median step time and peak memory of each method, in two passes.
+
+    Memory (and FLOPs): one method at a time, as growth over the memory in use before it was
+    built; DUDA's stage 2 continues the stage-1 object after retiring its large student, as
+    training does. Time: every method alive at once (DUDA twice: one object per stage),
+    stepped in turn, one step of each per round, so that a change of machine load or clock
+    hits every method alike and the ratios to the large step stay comparable. Timed one method
+    after the other, two runs on the same idle 2-core CPU gave stage-1 ratios of 1.11 and 1.37.
+    The price: each step starts with caches the previous method filled."""
     from duda.distill.build import build_method
 
     cfgs = step_configs(s)
@@ -310,47 +333,55 @@ def measure_steps(
         if device.type == "cuda" and amp_dtype == torch.bfloat16
         else None
     )
-    results: dict[str, dict[str, Any]] = {}
+    methods = ("uda_large", "uda_small", "source_only", "duda")
 
-    def measure(name: str, fn: Callable[[], Any], memory: PeakMemory) -> None:
-        times = time_calls(fn, device, s.warmup, s.iters)
-        peak = memory.peak_growth()
-        flops = count_flops(fn) if s.flops else None
-        results[name] = _step_result(times, peak, flops, peak_tflops)
-        log(f"  {name:<12} {results[name]['median_s'] * 1e3:9.1f} ms/step")
-
-    for name in ("uda_large", "uda_small", "source_only", "duda"):
+    peaks: dict[str, int] = {}
+    flops: dict[str, int | None] = {}
+    for name in methods:
         _free(device)
         memory = PeakMemory(device)
         memory.start()
         method = build_method(cfgs[name], device, amp_dtype)
-        it = itertools.count(1)
-        if name == "source_only":
-            measure(name, lambda m=method, i=it: m.train_step(source, None, next(i)), memory)
-        elif name != "duda":
-            measure(name, lambda m=method, i=it: m.train_step(source, target, next(i)), memory)
-        else:
-            measure(
-                "duda_stage1",
-                lambda m=method, i=it: m.pre_adaptation_step(source, target, next(i)),
-                memory,
-            )
-            stage2_it = itertools.count(method.pre_iters)
-            method.finetune_step(source, target, next(stage2_it))  # retires the large student
-            _free(device)
-            memory.reset_peak()
-            measure(
-                "duda_stage2",
-                lambda m=method, i=stage2_it: m.finetune_step(source, target, next(i)),
-                memory,
-            )
-        del method
+        for step_name, fn in method_steps(name, method, source, target).items():
+            if step_name == "duda_stage2":
+                fn()  # retires the large student; stage 2's peak starts after it
+                _free(device)
+                memory.reset_peak()
+            for _ in range(max(1, s.warmup)):
+                fn()
+            peaks[step_name] = memory.peak_growth()
+            flops[step_name] = count_flops(fn) if s.flops else None
+        del method, fn
     _free(device)
+
+    timed: dict[str, Callable[[], Any]] = {}
+    for name in methods:
+        steps = method_steps(name, build_method(cfgs[name], device, amp_dtype), source, target)
+        if name == "duda":
+            stage2 = method_steps(name, build_method(cfgs[name], device, amp_dtype), source, target)
+            steps["duda_stage2"] = stage2["duda_stage2"]
+            steps["duda_stage2"]()  # retires that object's large student
+        timed |= steps
+    for _ in range(s.warmup):
+        for fn in timed.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in timed}
+    for _ in range(s.iters):
+        for name, fn in timed.items():
+            times[name].append(time_once(fn, device))
+    del timed, steps, stage2
+    _free(device)
+
+    results = {
+        name: _step_result(times[name], peaks[name], flops[name], peak_tflops) for name in STEPS
+    }
+    for name in STEPS:
+        log(f"  {name:<12} {results[name]['median_s'] * 1e3:9.1f} ms/step")
     reference = results["uda_large"]
     for r in results.values():
         r["time_vs_uda_large"] = stats.ratio(r["median_s"], reference["median_s"])
         r["memory_vs_uda_large"] = stats.ratio(r["peak_memory_mb"], reference["peak_memory_mb"])
-    return {name: results[name] for name in STEPS}
+    return results
 
 
 # ------------------------------------------------------------------------------ EMA

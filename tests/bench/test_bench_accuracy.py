@@ -32,7 +32,7 @@ def _write_fake_results(runs, skip=()):
     for run in runs:
         if (run.method, run.seed) in skip:
             continue
-        miou = FAKE[run.method][run.seed]
+        miou = FAKE.get(run.method, FAKE["duda_small"])[run.seed]
         iou = {c: miou + i for i, c in enumerate(CLASSES)}
         iou["car"] = float("nan") if run.seed == 0 else iou["car"]
         run.run_dir.mkdir(parents=True)
@@ -258,3 +258,63 @@ def test_run_minutes_and_pseudo_label_quality_from_run_files(tmp_path):
     source_only = tmp_path / "so.jsonl"
     source_only.write_text(json.dumps({"iteration": 20, "split": "train", "loss/source": 1}))
     assert accuracy.pseudo_label_quality(source_only) is None
+
+
+def _finish_with_stage1_checkpoint(run) -> Path:
+    """A finished run as the bench leaves it: results, stored config, stage-1 checkpoint."""
+    _write_fake_results([run])
+    _store_config(run, run.overrides)
+    pre_iters = compose(["+experiment=synth_duda"]).distill.pre_iters
+    checkpoint = run.run_dir / "checkpoints" / f"iter_{pre_iters}.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(b"")
+    (run.run_dir / "metrics.jsonl").write_text('{"iteration": 1}\n')
+    return checkpoint
+
+
+def test_stage2_ablations_start_from_the_stage1_checkpoint_they_share(tmp_path):
+    s = _settings(tmp_path, seeds=[0, 1], ablations=True)
+    runs = {(r.method, r.seed): r for r in plan(s)}
+    checkpoint = _finish_with_stage1_checkpoint(runs["duda_small", 0])
+    ablation = runs["duda_no_inconsistency", 0]
+    assert accuracy.stage1_checkpoint(ablation) == checkpoint
+    assert accuracy.stage1_checkpoint(runs["duda_clean_finetune", 0]) == checkpoint
+    assert accuracy.stage1_checkpoint(runs["duda_no_inconsistency", 1]) is None  # not trained
+    assert accuracy.stage1_checkpoint(runs["duda_stage1_only", 0]) is None  # stage 1 differs
+    assert accuracy.stage1_checkpoint(runs["duda_soft_kd", 0]) is None  # its partner is absent
+    ablation.stage1_from = checkpoint
+    assert ablation.command()[-1] == f"trainer.resume={checkpoint}"
+
+    # A partner whose stage 1 trained with other settings is no partner.
+    _store_config(runs["duda_small", 0], runs["duda_small", 0].overrides + ["uda.ema_alpha=0.9"])
+    assert accuracy.stage1_checkpoint(ablation) is None
+    # Its stored trainer.resume does not make the finished ablation stale.
+    _write_fake_results([ablation])
+    _store_config(ablation, ablation.overrides + [f"trainer.resume={checkpoint}"])
+    assert accuracy.stale(ablation) == []
+    assert accuracy.resumed(ablation.run_dir) and not accuracy.resumed(runs["uda_small", 0].run_dir)
+    accuracy.write_reports(s, collect(list(runs.values())))
+    report = (s.out / "accuracy.md").read_text()
+    assert report.count(" † |") == 1 and "time covers that last launch only" in report
+
+
+def test_runs_waiting_for_a_stage1_checkpoint_train_in_the_second_wave(tmp_path):
+    s = _settings(tmp_path, seeds=[0, 1], only=["duda_small", "duda_no_inconsistency"])
+    runs = {(r.method, r.seed): r for r in plan(s)}
+    _write_fake_results([runs["duda_small", 1]])
+    first, second = accuracy.waves(pending(list(runs.values())))
+    assert {(r.method, r.seed) for r in first} == {
+        ("duda_small", 0),
+        ("duda_no_inconsistency", 1),  # its partner is done: no reason to wait
+    }
+    assert [(r.method, r.seed) for r in second] == [("duda_no_inconsistency", 0)]
+    assert accuracy.waves([runs["duda_small", 0]]) == [[runs["duda_small", 0]]]
+
+
+def test_dry_run_shows_the_warm_start(tmp_path):
+    s = _settings(tmp_path, seeds=[0], only=["duda_small", "duda_no_inconsistency"], dry_run=True)
+    runs = {r.method: r for r in plan(s)}
+    checkpoint = _finish_with_stage1_checkpoint(runs["duda_small"])
+    lines = []
+    assert run_accuracy(s, log=lines.append) == 0
+    assert lines[-1].endswith(f"trainer.resume={checkpoint}")

@@ -18,6 +18,7 @@ import pytest
 import torch
 from tiny_run import (
     MAX_ITERS,
+    PRE_ITERS,
     assert_same,
     newest_checkpoint,
     records,
@@ -25,6 +26,7 @@ from tiny_run import (
     train_in_process,
 )
 
+from duda.bench import accuracy
 from duda.config import ConfigError
 from duda.data.loaders import derive_seed, train_loader
 from duda.engine.checkpoint import (
@@ -329,3 +331,29 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path, data_dir, refer
         warnings.simplefilter("error")  # same settings: nothing to warn about
         train_in_process(run_dir, data_dir, "trainer.resume=auto")
     assert_same_run(run_dir, reference)
+
+
+# -- a stage-2 ablation started from another run's stage 1 (the accuracy benchmark) ---------
+
+
+@pytest.mark.parametrize("method", sorted(accuracy.SHARES_STAGE1))
+def test_a_stage2_setting_resumed_from_anothers_stage1_ends_as_trained_from_scratch(
+    tmp_path, data_dir, method
+):
+    """The premise of the benchmark's warm start (`SHARES_STAGE1`): the settings those
+    ablations change act only in stage 2, so stage 2 started from the stage-1 checkpoint of the
+    run they share stage 1 with ends bit for bit as the ablation trained from scratch."""
+    ours = accuracy.ABLATIONS[method][1]
+    theirs = (accuracy.METHODS | accuracy.ABLATIONS)[accuracy.SHARES_STAGE1[method]][1]
+    assert ours != theirs  # they differ (in stage 2), or there is nothing to check
+    shared = tmp_path / "shared"
+    train_in_process(shared, data_dir, *theirs)
+    scratch = tmp_path / "scratch"
+    train_in_process(scratch, data_dir, *ours)
+    warm = tmp_path / "warm"
+    warm.mkdir()
+    (warm / "metrics.jsonl").write_text((shared / "metrics.jsonl").read_text())  # as the bench
+    stage1 = shared / "checkpoints" / f"iter_{PRE_ITERS}.pt"
+    with pytest.warns(UserWarning, match="other settings|differ"):
+        train_in_process(warm, data_dir, *ours, f"trainer.resume={stage1}")
+    assert_same_run(warm, scratch)

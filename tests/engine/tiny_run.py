@@ -22,11 +22,12 @@ from duda.config import register_configs
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_ITERS = 12
+PRE_ITERS = 6  # stage 1, then stage 2 to MAX_ITERS
 
 TINY_DUDA = [
     "+experiment=synth_duda",
     "model.large.backbone.name=mit_b0",
-    "distill.pre_iters=6",
+    f"distill.pre_iters={PRE_ITERS}",
     *TINY_DATA,
     f"trainer.max_iters={MAX_ITERS}",
     "trainer.batch_size=2",
