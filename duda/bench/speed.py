@@ -714,8 +714,9 @@ def speed_markdown(report: dict[str, Any]) -> str:
     if "steps" in report:
         parts.append(
             f"\nTraining step, {s['batch']} + {s['batch']} crops of {s['crop']}x{s['crop']}, "
-            f"{s['precision']}, median of {s['iters']} after {s['warmup']} warm-up; large = "
-            f"{s['large']}+{s['large_head']}, small = {s['small']}+{s['small_head']}:\n\n"
+            f"{s['precision']}, median of {s['iters']} after {s['warmup']} warm-up, the methods "
+            f"stepped in turn; large = {s['large']}+{s['large_head']}, small = "
+            f"{s['small']}+{s['small_head']}:\n\n"
         )
         rows = []
         for name, r in report["steps"].items():
