@@ -48,6 +48,7 @@ ABLATIONS: dict[str, tuple[str, list[str]]] = {
     "duda_method_defaults": ("synth_duda", ["loss.kd=1.0", "distill.finetune.mix=false"]),
     "duda_no_inconsistency": ("synth_duda", ["distill.inconsistency.enabled=false"]),
     "duda_stage1_only": ("synth_duda", ["distill.pre_iters=${trainer.max_iters}"]),
+    "duda_no_pre_adaptation": ("synth_duda", ["distill.student_in_stage1=false"]),
 }
 LABELS = {
     "source_only_small": "source-only, small",
@@ -61,6 +62,7 @@ LABELS = {
     "duda_method_defaults": "DUDA, method-document defaults",
     "duda_no_inconsistency": "DUDA without the inconsistency loss",
     "duda_stage1_only": "DUDA stage 1 only",
+    "duda_no_pre_adaptation": "DUDA without pre-adaptation (student in stage 2 only)",
 }
 # Relative training cost, for starting the longest runs first (2 jobs then finish together).
 COST = {"source_only_small": 1.0, "oracle_small": 1.0, "uda_small": 2.0, "uda_large": 3.5}
