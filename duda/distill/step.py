@@ -18,6 +18,7 @@ student's disagreement with the fused label.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -109,7 +110,11 @@ class DUDA:
         large.scheduler.step()
         if self.student_in_stage1:
             self.optimizer.step()
-        self.scheduler.step()  # the student's schedule runs on the global iteration either way
+            self.scheduler.step()
+        else:  # the student's schedule runs on the global iteration, stepped or not
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler")
+                self.scheduler.step()
         return _with_totals(logs)
 
     def learn_student_stage1(
