@@ -63,7 +63,6 @@ def test_sweep_lists_every_row():
     assert sorted(listed) == ROWS == sorted(EXPECTED_CHANGE)
 
 
-@pytest.mark.slow
 def test_every_row_of_the_sweep_runs(tmp_path):
     proc = multirun(
         tmp_path,
