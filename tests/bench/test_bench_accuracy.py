@@ -142,7 +142,7 @@ def test_reports_from_fake_results(tmp_path):
     assert "| 76 % |" in md  # uda_large: 38 / 50
     assert "| 68 % |" in md  # duda_small: 34 / 50
     assert "| 100 % |" in md and "| 0 % |" in md
-    assert "+8.0 mIoU (enough" in md  # large - small
+    assert "+8.00 mIoU (enough" in md  # large - small
     assert "DUDA beats base UDA with the same small network: +4.0 mIoU" in md
     # per-class means; "car" is NaN for seed 0, so its mean is over seeds 1 and 2 only
     assert "| road | 22.0 | 52.0 | 60.0 | 56.0 | 72.0 |" in md
@@ -152,6 +152,17 @@ def test_reports_from_fake_results(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     meta = json.loads((s.out / "accuracy_meta.json").read_text())
     assert meta["summary"][0]["method"] == "source_only_small"
+
+
+def test_a_margin_just_under_three_is_not_enough_and_does_not_read_as_three():
+    rows = [
+        {"method": "uda_small", "mean": 24.24, "pl_miou": float("nan")},
+        {"method": "uda_large", "mean": 27.22, "pl_miou": float("nan")},
+    ]
+    (line,) = accuracy.findings(rows)
+    assert "+2.98 mIoU (**not enough**" in line
+    rows[1]["mean"] = 27.24
+    assert "+3.00 mIoU (enough" in accuracy.findings(rows)[0]
 
 
 def test_missing_runs_are_null_in_accuracy_json(tmp_path):
