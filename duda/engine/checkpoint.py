@@ -88,7 +88,14 @@ def save_checkpoint(state: dict[str, Any], path: str | Path, checksum: bool = Fa
 
     def write_state(f: BinaryIO) -> str:
         writer = _HashingWriter(f)
-        torch.save(state, writer)
+        try:
+            torch.save(state, writer)
+        except RuntimeError as err:
+            # torch's zip writer turns a failed write (a full disk, a quota) into a
+            # RuntimeError raised while the OSError is handled; callers act on OSErrors
+            if isinstance(err.__context__, OSError):
+                raise err.__context__ from err
+            raise
         return writer.sha256.hexdigest()
 
     digest = _write_atomic(path, write_state)

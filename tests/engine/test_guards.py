@@ -203,6 +203,26 @@ def test_a_write_that_fails_on_a_full_disk_leaves_the_previous_checkpoint(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["iter_2.pt", "iter_2.pt.sha256"]
 
 
+def test_a_disk_that_fills_inside_torch_save_raises_the_os_error(tmp_path, monkeypatch):
+    # torch.save reports a write failing mid-archive as a RuntimeError ("unexpected pos");
+    # the trainer's full-disk handling catches OSError, so the OSError must come out
+    path = save_checkpoint({"v": torch.ones(2)}, tmp_path / "iter_2.pt", checksum=True)
+    real_write = checkpoint_module._HashingWriter.write
+
+    def fills_up(self, data):
+        if len(data) > 64:  # small header writes pass: the disk fills mid-archive
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(checkpoint_module._HashingWriter, "write", fills_up)
+    with pytest.raises(OSError, match="No space left") as caught:
+        save_checkpoint({"v": torch.zeros(4096)}, path, checksum=True)
+    assert caught.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path, verify=True)["v"], torch.ones(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["iter_2.pt", "iter_2.pt.sha256"]
+
+
 def test_failed_checkpoint_is_reported_and_training_goes_on(tmp_path, monkeypatch):
     real = trainer_module.save_checkpoint
 
