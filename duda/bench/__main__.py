@@ -96,7 +96,7 @@ def _accuracy_parser(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="Hydra override for every run (repeatable), e.g. trainer.max_iters=200; "
-        "distill.* / distill/... overrides reach the DUDA runs only",
+        "distill.* and model.large.* overrides reach the DUDA runs only",
     )
     p.add_argument(
         "--ablations",

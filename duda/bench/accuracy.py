@@ -182,9 +182,10 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def is_distill_override(override: str) -> bool:
-    """DUDA-only settings, which the single-network experiments do not have."""
-    return re.match(r"distill[./]", override_key(override)) is not None
+def is_duda_only_override(override: str) -> bool:
+    """Settings only the DUDA runs have (the distillation, the large pair), which the
+    single-network experiments would reject as unknown keys."""
+    return re.match(r"(distill|model[./]large)([./]|$)", override_key(override)) is not None
 
 
 def scaled_pre_iters(overrides: list[str]) -> list[str]:
@@ -206,7 +207,7 @@ def run_overrides(s: AccuracySettings, method: str, seed: int, run_dir: Path) ->
     """The `duda.train` arguments of one run; the user's overrides come last and win."""
     experiment, extra = (METHODS | ABLATIONS)[method]
     is_duda = experiment == "synth_duda"
-    user = [o for o in s.overrides if is_duda or not is_distill_override(o)]
+    user = [o for o in s.overrides if is_duda or not is_duda_only_override(o)]
     if is_duda and not any(override_key(o) == "distill.pre_iters" for o in extra):
         user = scaled_pre_iters(user) + user
     return [
@@ -331,7 +332,7 @@ def generate_data(s: AccuracySettings) -> None:
     from duda.bench.configs import compose
     from duda.data.build import ensure_synthetic
 
-    user = [o for o in s.overrides if not is_distill_override(o)]
+    user = [o for o in s.overrides if not is_duda_only_override(o)]
     cfg = compose(["+experiment=synth_source_only", *data_overrides(s), *user])
     ensure_synthetic(cfg.dataset)
 
@@ -456,6 +457,19 @@ def pseudo_label_quality(metrics_path: Path, tail: float = PL_TAIL) -> dict[str,
     }
 
 
+def network(run: Run, results: dict[str, Any]) -> str | None:
+    """`backbone+head` from results.json, with the decoder width from the stored config:
+    MiT-B2 with the 256- and with the 768-channel SegFormer head share a name otherwise."""
+    from omegaconf import OmegaConf
+
+    name = results.get("model")
+    record = run.run_dir / ".hydra" / "config.yaml"
+    if name and record.is_file():
+        width = OmegaConf.select(OmegaConf.load(record), "model.head.embed_dim", default=None)
+        name += f"-{width}" if width else ""
+    return name
+
+
 def collect(runs: list[Run]) -> dict[str, dict[str, list[Any]]]:
     """Per method: per-seed mIoU (None where a run has no results), per-class IoU, the
     network, wall minutes and teacher pseudo-label quality, in the order of `runs`."""
@@ -467,7 +481,7 @@ def collect(runs: list[Run]) -> dict[str, dict[str, list[Any]]]:
         results = json.loads(run.results_path.read_text()) if run.results_path.is_file() else None
         entry["miou"].append(None if results is None else float(results["mIoU"]))
         entry["iou"].append(None if results is None else results.get("iou", {}))
-        entry["model"].append(None if results is None else results.get("model"))
+        entry["model"].append(None if results is None else network(run, results))
         entry["minutes"].append(run_minutes(run.run_dir))
         entry["resumed"].append(resumed(run.run_dir))
         entry["pl"].append(pseudo_label_quality(run.run_dir / "metrics.jsonl"))

@@ -55,11 +55,12 @@ GTA_SIZE = (1914, 1052)
 CITYSCAPES_SIZE = (2048, 1024)
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # A few minutes on a 2-core CPU: the embedded benchmark's pair (MiT-B2 vs MiT-B0, both with
-    # the SegFormer head) at a small crop; EMA, data and inference at their real sizes.
+    # A few minutes on a 2-core CPU: the embedded benchmark's pair (SegFormer-B2, i.e. MiT-B2 +
+    # the 768-channel head, vs MiT-B0 + the 256-channel head) at a small crop; EMA, data and
+    # inference at their real sizes.
     "cpu": {
         "large": "mit_b2",
-        "large_head": "segformer",
+        "large_head": "segformer768",
         "small": "mit_b0",
         "small_head": "segformer",
         "crop": 128,
@@ -584,26 +585,27 @@ def measure_inference(
 ) -> dict[str, dict[str, Any] | float]:
     """Full-resolution logits of one image (`Segmentor.predict`), PyTorch eager, batch 1; on
     CUDA also under bf16 autocast."""
-    from duda.models.build import build_segmentor
-    from duda.models.summary import summarize_model
+    from duda.models.build import build_model
+    from duda.models.summary import count_flops
 
     h, w = s.infer_hw
     out: dict[str, Any] = {"size_hw": [h, w]}
-    for role, backbone, head in (
-        ("student", s.small, s.small_head),
-        ("large", s.large, s.large_head),
+    cfgs = step_configs(s)  # the networks the training steps measure, head widths included
+    for role, backbone, head, cfg in (
+        ("student", s.small, s.small_head, cfgs["uda_small"]),
+        ("large", s.large, s.large_head, cfgs["uda_large"]),
     ):
-        model = build_segmentor(
-            {"name": backbone, "pretrained": None, "drop_path_rate": 0.0}, {"name": head}, 19
-        )
-        model = model.to(device).eval()
+        classes = cfg.dataset.num_classes
+        with torch.device("meta"):
+            flops = count_flops(build_model(cfg.model, classes).eval(), (h, w))
+        model = build_model(cfg.model, classes).to(device).eval()
         x = torch.randn(1, 3, h, w, device=device)
         with torch.inference_mode():
             times = time_calls(lambda m=model, x=x: m.predict(x), device, 1, s.infer_iters)
             entry = {
                 "network": f"{backbone}+{head}",
                 "latency_s": stats.median(times),
-                "gflops": summarize_model(backbone, (h, w), head)["flops"] / 1e9,
+                "gflops": flops / 1e9,
             }
             if device.type == "cuda":
                 with torch.autocast("cuda", dtype=torch.bfloat16):

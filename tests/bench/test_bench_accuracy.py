@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from duda.bench import accuracy
-from duda.bench.accuracy import AccuracySettings, collect, pending, plan, run_accuracy
+from duda.bench.accuracy import (
+    AccuracySettings,
+    collect,
+    pending,
+    plan,
+    planned_config,
+    run_accuracy,
+)
 from duda.bench.chart import _pil_chart
 from duda.bench.configs import compose
 from duda.engine import device
@@ -131,7 +138,10 @@ def test_only_selects_methods_in_table_order(tmp_path):
 
 def test_reports_from_fake_results(tmp_path):
     s = _settings(tmp_path, command="python -m duda.bench accuracy --out report")
-    _write_fake_results(plan(s))
+    runs = plan(s)
+    _write_fake_results(runs)
+    large = next(r for r in runs if r.method == "uda_large")
+    _store_config(large, large.overrides)  # the report names the decoder width it stores
     assert run_accuracy(s, log=lambda *_: None) == 0  # nothing to train: all results exist
     assert json.loads((s.out / "accuracy.json").read_text()) == FAKE
 
@@ -142,6 +152,7 @@ def test_reports_from_fake_results(tmp_path):
     assert "| 76 % |" in md  # uda_large: 38 / 50
     assert "| 68 % |" in md  # duda_small: 34 / 50
     assert "| 100 % |" in md and "| 0 % |" in md
+    assert "| `uda_large` | net_uda_large-768 |" in md and "| net_uda_small |" in md
     assert "+8.00 mIoU (enough" in md  # large - small
     assert "DUDA beats base UDA with the same small network: +4.0 mIoU" in md
     # per-class means; "car" is NaN for seed 0, so its mean is over seeds 1 and 2 only
@@ -183,7 +194,7 @@ def test_run_command_passes_overrides_and_limits_threads(tmp_path, monkeypatch):
         data_seed=3,
         seeds=[1],
         jobs=2,
-        overrides=["trainer.max_iters=200", "distill.tau=2.0"],
+        overrides=["trainer.max_iters=200", "distill.tau=2.0", "model.large.head.embed_dim=512"],
     )
     runs = {r.method: r for r in plan(s)}
     src = runs["source_only_small"].overrides
@@ -200,10 +211,13 @@ def test_run_command_passes_overrides_and_limits_threads(tmp_path, monkeypatch):
     ):
         assert expected in src
     assert src[-1] == "trainer.max_iters=200"  # the user's override comes last and wins
-    assert not any(o.startswith("distill.") for o in src)  # DUDA-only keys stay out
+    # DUDA-only keys stay out: the single-network configs have no such keys
+    assert not any(o.startswith(("distill.", "model.large.")) for o in src)
+    assert planned_config(runs["uda_large"])["trainer.max_iters"] == 200
 
     duda = runs["duda_small"].overrides
     assert duda[0] == "+experiment=synth_duda" and "distill.tau=2.0" in duda
+    assert planned_config(runs["duda_small"])["model.large.head.embed_dim"] == 512
     default = compose(["+experiment=synth_duda"])
     share = default.distill.pre_iters / default.trainer.max_iters
     assert f"distill.pre_iters={round(share * 200)}" in duda  # stage 1 keeps its share

@@ -122,3 +122,17 @@ def test_speed_command_end_to_end_smoke(tmp_path):
     assert report["machine"]["torch"] == torch.__version__
     md = (tmp_path / "speed.md").read_text()
     assert "DUDA stage 1" in md and "ema_foreach_speedup" in md
+
+
+def test_inference_builds_the_configured_head_width():
+    """The large network's inference figures come from the composed head config (768 channels
+    for `segformer768`), not from the head's name alone."""
+    h, w = 32, 64
+    gflops = {}
+    for head in ("segformer", "segformer768"):
+        s = speed.settings_from("smoke", large_head=head, infer_hw=(h, w), infer_iters=1)
+        report = speed.measure_inference(s, torch.device("cpu"), lambda *_: None)
+        gflops[head] = report["large"]["gflops"]
+    # at least the 1x1 fuse conv's extra multiply-adds (4E -> E at 1/4 resolution), x2 FLOPs
+    fuse = 2 * (h // 4) * (w // 4) * 4 * (768**2 - 256**2)
+    assert (gflops["segformer768"] - gflops["segformer"]) * 1e9 >= fuse
