@@ -94,3 +94,16 @@ def test_keys_added_with_plus_are_caught_by_validate():
     with pytest.raises(ConfigError, match="depth"):
         validate(cfg)
     validate(_compose(["+experiment=synth_source_only"]))
+
+
+def test_the_embedded_duda_pair_is_the_base_uda_large_network():
+    """The accuracy table compares DUDA's student with base UDA on the large network, so the two
+    must be one architecture: SegFormer-B2, MiT-B2 with the paper's 768-channel decoder."""
+    large = _compose(["+experiment=synth_daformer_mit_b2"]).model
+    pair = _compose(["+experiment=synth_duda"]).model.large
+    assert pair.backbone == large.backbone and pair.head == large.head
+    assert (large.backbone.name, large.head.name, large.head.embed_dim) == (
+        "mit_b2",
+        "segformer",
+        768,
+    )

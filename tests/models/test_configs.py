@@ -38,7 +38,7 @@ def _model_cfg(backbone: str, head: str):
 
 @cache
 def _backbone(name: str) -> torch.nn.Module:
-    # One encoder per file, shared by the three heads (eval, no grad: nothing is mutated).
+    # One encoder per file, shared by the four heads (eval, no grad: nothing is mutated).
     cfg = OmegaConf.to_container(_model_cfg(name, HEADS[0]).backbone)
     return build_backbone(cfg.pop("name"), **cfg).eval()
 
@@ -46,7 +46,7 @@ def _backbone(name: str) -> torch.nn.Module:
 def test_shipped_files() -> None:
     assert {"resnet18", "resnet50", "resnet101", "efficientvit_b1"} <= set(BACKBONES)
     assert {"mobilenetv3_large_100", *(f"mit_b{i}" for i in range(6))} <= set(BACKBONES)
-    assert HEADS == ["daformer", "deeplabv2", "segformer"]
+    assert HEADS == ["daformer", "deeplabv2", "segformer", "segformer768"]
 
 
 # Each encoder is built once (about 1 s for MiT-B5 or ResNet-101 on an idle CPU core).
