@@ -21,6 +21,7 @@ HEADER = 7
 
 
 def records(path: Path) -> list[Any]:
+    """The complete records so far (W&B may still be appending to the file)."""
     data = Path(path).read_bytes()
     assert data[:4] == b":W&B", f"{path} is not a W&B run file"
     pos, parts, out = HEADER, b"", []
@@ -30,6 +31,8 @@ def records(path: Path) -> list[Any]:
             pos += left
             continue
         _, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER])
+        if pos + HEADER + length > len(data):  # still being written: read it next time
+            break
         chunk = data[pos + HEADER : pos + HEADER + length]
         pos += HEADER + length
         if kind == 0:
