@@ -265,6 +265,14 @@ def planned_config(run: Run) -> dict[str, Any]:
     return flatten(OmegaConf.to_container(compose(overrides), enum_to_str=True))
 
 
+def stored_config(run_dir: Path) -> Any:
+    """The config Hydra stored as the run started (`.hydra/config.yaml`); None when absent."""
+    from omegaconf import OmegaConf
+
+    record = run_dir / ".hydra" / "config.yaml"
+    return OmegaConf.load(record) if record.is_file() else None
+
+
 def config_diff(run_dir: Path, planned: dict[str, Any]) -> list[str] | None:
     """How the config stored in `run_dir` (`.hydra/config.yaml`) differs from `planned`, as
     `key: stored -> planned`, leaving out IGNORED_CONFIG_KEYS; None when nothing is stored."""
@@ -272,10 +280,10 @@ def config_diff(run_dir: Path, planned: dict[str, Any]) -> list[str] | None:
 
     from duda.config import flatten
 
-    record = run_dir / ".hydra" / "config.yaml"
-    if not record.is_file():
+    config = stored_config(run_dir)
+    if config is None:
         return None
-    stored = flatten(OmegaConf.to_container(OmegaConf.load(record), enum_to_str=True))
+    stored = flatten(OmegaConf.to_container(config, enum_to_str=True))
     stored = {k: v for k, v in ADDED_KEYS.items() if k in planned} | stored
     missing = object()
     return [
@@ -416,15 +424,15 @@ def run_accuracy(s: AccuracySettings, log=print) -> int:
 PL_TAIL = 0.2  # pseudo-label quality: mean over the log windows of the last 20 % of iterations
 
 
-def resumed(run_dir: Path) -> bool:
-    """Whether the run's last launch started from a checkpoint (its own or, for an ablation
-    that shares stage 1, another run's), so that its wall time covers only that launch."""
+def resumed(stored: Any) -> bool:
+    """Whether the run's last launch (its `stored_config`) started from a checkpoint (its own
+    or, for an ablation that shares stage 1, another run's), so that its wall time covers only
+    that launch."""
     from omegaconf import OmegaConf
 
-    record = run_dir / ".hydra" / "config.yaml"
-    if not record.is_file():
+    if stored is None:
         return False
-    return str(OmegaConf.select(OmegaConf.load(record), "trainer.resume", default="none")) != "none"
+    return str(OmegaConf.select(stored, "trainer.resume", default="none")) != "none"
 
 
 def run_minutes(run_dir: Path) -> float | None:
@@ -457,15 +465,14 @@ def pseudo_label_quality(metrics_path: Path, tail: float = PL_TAIL) -> dict[str,
     }
 
 
-def network(run: Run, results: dict[str, Any]) -> str | None:
-    """`backbone+head` from results.json, with the decoder width from the stored config:
+def network(results: dict[str, Any], stored: Any) -> str | None:
+    """`backbone+head` from results.json, with the decoder width from the `stored_config`:
     MiT-B2 with the 256- and with the 768-channel SegFormer head share a name otherwise."""
     from omegaconf import OmegaConf
 
     name = results.get("model")
-    record = run.run_dir / ".hydra" / "config.yaml"
-    if name and record.is_file():
-        width = OmegaConf.select(OmegaConf.load(record), "model.head.embed_dim", default=None)
+    if name and stored is not None:
+        width = OmegaConf.select(stored, "model.head.embed_dim", default=None)
         name += f"-{width}" if width else ""
     return name
 
@@ -481,9 +488,10 @@ def collect(runs: list[Run]) -> dict[str, dict[str, list[Any]]]:
         results = json.loads(run.results_path.read_text()) if run.results_path.is_file() else None
         entry["miou"].append(None if results is None else float(results["mIoU"]))
         entry["iou"].append(None if results is None else results.get("iou", {}))
-        entry["model"].append(None if results is None else network(run, results))
+        stored = stored_config(run.run_dir)
+        entry["model"].append(None if results is None else network(results, stored))
         entry["minutes"].append(run_minutes(run.run_dir))
-        entry["resumed"].append(resumed(run.run_dir))
+        entry["resumed"].append(resumed(stored))
         entry["pl"].append(pseudo_label_quality(run.run_dir / "metrics.jsonl"))
     return out
 

@@ -317,7 +317,9 @@ def test_stage2_ablations_start_from_the_stage1_checkpoint_they_share(tmp_path):
     _write_fake_results([ablation])
     _store_config(ablation, ablation.overrides + [f"trainer.resume={checkpoint}"])
     assert accuracy.stale(ablation) == []
-    assert accuracy.resumed(ablation.run_dir) and not accuracy.resumed(runs["uda_small", 0].run_dir)
+    stored = accuracy.stored_config
+    assert accuracy.resumed(stored(ablation.run_dir))
+    assert not accuracy.resumed(stored(runs["uda_small", 0].run_dir))
     accuracy.write_reports(s, collect(list(runs.values())))
     report = (s.out / "accuracy.md").read_text()
     assert report.count(" † |") == 1 and "time covers that last launch only" in report
